@@ -1,0 +1,1 @@
+"""frontline's serving side: the HTTP service and batch labelling of exports."""

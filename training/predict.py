@@ -1,0 +1,213 @@
+"""Inference: the saved model bundle, the decision policy, and the ``Predictor`` everything calls.
+
+A bundle is a plain directory that carries everything needed to predict, so a served model never
+depends on code or settings drifting on the server:
+
+    frontline.json      schema, normaliser settings, max length, encoder config, policy, metrics
+    model.safetensors   encoder + heads weights
+    tokenizer/          the tokenizer files
+    lexical.joblib      the TF-IDF half of the model (absent when the run did not fuse it)
+
+The ``Policy`` turns probabilities into decisions: how much the lexical half weighs per head, per-class
+log-offsets for the single-label heads and per-channel thresholds (all tuned on validation), and the
+per-head confidence under which a post ``needs_review``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.model import MultiHeadClassifier, encoder_from_config
+from training.normalise import NormaliserConfig, normalise
+from training.schema import HEADS, SCHEMA, LabelSchema
+
+BUNDLE_FILE = "frontline.json"
+WEIGHTS_FILE = "model.safetensors"
+LEXICAL_FILE = "lexical.joblib"
+
+
+@dataclass
+class Policy:
+    """How probabilities become labels. Defaults are the untuned ones: argmax and 0.5."""
+
+    lexical_weight: dict[str, float] = field(default_factory=lambda: {h: 0.0 for h in HEADS})
+    class_offsets: dict[str, list[float]] = field(default_factory=dict)  # urgency / issue_type
+    channel_thresholds: list[float] = field(default_factory=lambda: [0.5] * len(SCHEMA.prior_channels))
+    review_thresholds: dict[str, float] = field(default_factory=lambda: {h: 0.0 for h in HEADS})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Policy":
+        return cls(**d)
+
+    def fuse(self, encoder: dict[str, np.ndarray], lexical: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if lexical is None:
+            return encoder
+        return {h: (1 - self.lexical_weight.get(h, 0.0)) * encoder[h] + self.lexical_weight.get(h, 0.0) * lexical[h] for h in HEADS}
+
+    def single_label(self, head: str, probs: np.ndarray) -> np.ndarray:
+        offsets = np.asarray(self.class_offsets.get(head, np.zeros(probs.shape[1])), dtype=np.float64)
+        return np.argmax(np.log(np.clip(probs, 1e-9, 1.0)) + offsets, axis=1)
+
+    def channels(self, probs: np.ndarray) -> np.ndarray:
+        return probs >= np.asarray(self.channel_thresholds)[None, :]
+
+    @staticmethod
+    def channel_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Confidence in the tried-another-channel decision: the top channel's probability, or its complement."""
+        top = probs.max(axis=1)
+        return np.where(chosen.any(axis=1), top, 1.0 - top)
+
+    def decide(self, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Label indices / channel matrix, per-head confidence, and needs_review for a batch."""
+        urg = self.single_label("urgency", probs["urgency"])
+        iss = self.single_label("issue_type", probs["issue_type"])
+        chans = self.channels(probs["prior_channels"])
+        rows = np.arange(len(urg))
+        conf = {
+            "urgency": probs["urgency"][rows, urg],
+            "issue_type": probs["issue_type"][rows, iss],
+            "prior_channels": self.channel_confidence(probs["prior_channels"], chans),
+        }
+        review = np.zeros(len(urg), dtype=bool)
+        for h in HEADS:
+            review |= conf[h] < self.review_thresholds.get(h, 0.0)
+        return {"urgency": urg, "issue_type": iss, "prior_channels": chans, "confidence": conf, "needs_review": review}
+
+
+def save_bundle(path: Path, model: MultiHeadClassifier, tokenizer, policy: Policy, *, normaliser: NormaliserConfig,
+                max_length: int, base: str, lexical=None, metrics: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_FILE))
+    tokenizer.save_pretrained(str(path / "tokenizer"))
+    if lexical is not None:
+        import joblib
+
+        joblib.dump(lexical, path / LEXICAL_FILE)
+    meta = {
+        "format": 1,
+        "base": base,
+        "schema": model.schema.to_dict(),
+        "normaliser": normaliser.to_dict(),
+        "max_length": max_length,
+        "encoder_config": model.encoder.config.to_dict(),
+        "policy": policy.to_dict(),
+        "metrics": metrics or {},
+    }
+    (path / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+    return path
+
+
+class Predictor:
+    """Loads a bundle once and answers batches of raw texts.
+
+    ``probabilities`` gives the fused per-head probabilities; ``classify`` gives one result dict per text
+    in the shape the HTTP API and the export format use.
+    """
+
+    def __init__(self, bundle_dir: Path | str, batch_size: int = 64, num_threads: int | None = None):
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        self.path = Path(bundle_dir)
+        meta = json.loads((self.path / BUNDLE_FILE).read_text())
+        self.meta = meta
+        self.schema = LabelSchema.from_dict(meta["schema"])
+        self.normaliser = NormaliserConfig.from_dict(meta["normaliser"])
+        self.max_length = int(meta["max_length"])
+        self.policy = Policy.from_dict(meta["policy"])
+        self.metrics = meta.get("metrics", {})
+        self.batch_size = batch_size
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path / "tokenizer"), local_files_only=True)
+        self.model = MultiHeadClassifier(encoder_from_config(meta["encoder_config"]), self.schema)
+        self.model.load_state_dict(load_file(str(self.path / WEIGHTS_FILE)))
+        self.model.eval()
+        self.lexical = None
+        if (self.path / LEXICAL_FILE).exists():
+            import joblib
+
+            self.lexical = joblib.load(self.path / LEXICAL_FILE)
+
+    def encoder_probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Encoder-only probabilities, batched in length order to waste little padding."""
+        norm = [normalise(t, self.normaliser) for t in texts]
+        order = sorted(range(len(norm)), key=lambda i: len(norm[i]))
+        out = {h: np.zeros((len(norm), len(self.schema.labels(h))), dtype=np.float32) for h in HEADS}
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                enc = self.tokenizer([norm[i] for i in idx], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                urg, iss, ch = self.model(enc["input_ids"], enc["attention_mask"])
+                out["urgency"][idx] = torch.softmax(urg, -1).numpy()
+                out["issue_type"][idx] = torch.softmax(iss, -1).numpy()
+                out["prior_channels"][idx] = torch.sigmoid(ch).numpy()
+        return out
+
+    def probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
+        enc = self.encoder_probabilities(texts)
+        lex = self.lexical.predict_proba(texts) if self.lexical is not None else None
+        return self.policy.fuse(enc, lex)
+
+    def results(self, probs: dict[str, np.ndarray], review_thresholds: dict[str, float] | None = None) -> list[dict]:
+        policy = self.policy
+        if review_thresholds:
+            policy = Policy(**{**policy.to_dict(), "review_thresholds": {**policy.review_thresholds, **review_thresholds}})
+        d = policy.decide(probs)
+        s = self.schema
+        out = []
+        for i in range(len(d["urgency"])):
+            chans = [c for c, on in zip(s.prior_channels, d["prior_channels"][i]) if on]
+            out.append({
+                "urgency": {"label": s.urgency[d["urgency"][i]], "score": float(d["confidence"]["urgency"][i]),
+                            "scores": dict(zip(s.urgency, map(float, probs["urgency"][i])))},
+                "issue_type": {"label": s.issue_type[d["issue_type"][i]], "score": float(d["confidence"]["issue_type"][i]),
+                               "scores": dict(zip(s.issue_type, map(float, probs["issue_type"][i])))},
+                "prior_channels": {"tried_other_channel": bool(chans), "channels": chans,
+                                   "score": float(d["confidence"]["prior_channels"][i]),
+                                   "scores": dict(zip(s.prior_channels, map(float, probs["prior_channels"][i])))},
+                "needs_review": bool(d["needs_review"][i]),
+            })
+        return out
+
+    def classify(self, texts: list[str], review_thresholds: dict[str, float] | None = None) -> list[dict]:
+        if not texts:
+            return []
+        return self.results(self.probabilities(texts), review_thresholds)
+
+
+def flat_columns(schema: LabelSchema = SCHEMA) -> list[str]:
+    """Column names of the flat (tabular) result: the export format and the MLflow model's output."""
+    cols = ["urgency", "urgency_score", "issue_type", "issue_type_score", "prior_channels",
+            "tried_other_channel", "prior_channels_score", "needs_review"]
+    for head in HEADS:
+        cols += [f"{head}__{label}" for label in schema.labels(head)]
+    return cols
+
+
+def flatten(result: dict) -> dict:
+    """One API-shaped result as one flat row; channels become a sorted, comma-free list."""
+    row = {
+        "urgency": result["urgency"]["label"], "urgency_score": result["urgency"]["score"],
+        "issue_type": result["issue_type"]["label"], "issue_type_score": result["issue_type"]["score"],
+        "prior_channels": list(result["prior_channels"]["channels"]),
+        "tried_other_channel": result["prior_channels"]["tried_other_channel"],
+        "prior_channels_score": result["prior_channels"]["score"],
+        "needs_review": result["needs_review"],
+    }
+    for head in HEADS:
+        for label, score in result[head]["scores"].items():
+            row[f"{head}__{label}"] = score
+    return row

@@ -1,0 +1,36 @@
+"""The MLflow model, logged as code (models-from-code): a thin pyfunc over ``training.predict.Predictor``.
+
+MLflow copies the ``training`` package next to this file (``code_paths``) and the bundle directory as an
+artifact, so a loaded model predicts with exactly the code, tokenizer, schema and thresholds it was logged
+with. Input: a DataFrame with a ``text`` column (or a list of strings). Output: one flat row per text,
+columns ``training.predict.flat_columns()``.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class FrontlineModel(PythonModel):
+    def load_context(self, context):
+        from training.predict import Predictor
+
+        self.predictor = Predictor(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        from training.predict import flat_columns, flatten
+
+        if isinstance(model_input, pd.DataFrame):
+            texts = model_input["text"] if "text" in model_input else model_input.iloc[:, 0]
+            texts = texts.astype(str).tolist()
+        elif isinstance(model_input, str):
+            texts = [model_input]
+        else:
+            texts = [str(t) for t in model_input]
+        rows = [flatten(r) for r in self.predictor.classify(texts)]
+        return pd.DataFrame(rows, columns=flat_columns(self.predictor.schema))
+
+
+mlflow.models.set_model(FrontlineModel())

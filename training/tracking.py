@@ -1,0 +1,156 @@
+"""MLflow: where runs, models and the champion alias live.
+
+The embedded default is a SQLite store with artifacts under ``models/`` (no server to run);
+``MLFLOW_TRACKING_URI`` points everything at a real tracking server instead. Models are registered as
+``frontline`` and served by alias (``models:/frontline@champion``); ``promote`` moves the alias only to a
+version at least as good on validation as the current champion, unless forced.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "models"
+MODEL_NAME = "frontline"
+CHAMPION = "champion"
+EXPERIMENT = "frontline"
+PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
+
+
+def default_tracking_uri(models_dir: Path = MODELS_DIR) -> str:
+    return f"sqlite:///{(models_dir / 'mlflow.db').resolve()}"
+
+
+def configure(tracking_uri: str | None = None, models_dir: Path = MODELS_DIR) -> str:
+    """Point MLflow at the given URI, else ``MLFLOW_TRACKING_URI``, else the local store under ``models/``."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(models_dir)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None
+        if uri.startswith("sqlite:///"):
+            artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    return uri
+
+
+def pip_requirements() -> list[str]:
+    """What a serving environment needs to load the logged model (pinned to this environment's versions)."""
+    from importlib.metadata import version
+
+    pkgs = ["mlflow", "transformers", "tokenizers", "safetensors", "scikit-learn", "numpy", "pandas", "joblib"]
+    return ["torch==2.13.0", *[f"{p}=={version(p)}" for p in pkgs]]
+
+
+def log_model(bundle_dir: Path, register: bool = True) -> str | None:
+    """Log the bundle as a models-from-code pyfunc in the active run; register it; return the version."""
+    import pandas as pd
+
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"bundle": str(bundle_dir)},
+        code_paths=[str(Path(__file__).resolve().parent)],
+        pip_requirements=pip_requirements(),
+        input_example=pd.DataFrame({"text": ["@airline on hold for 2 hours and still no answer, flight cancelled"]}),
+        registered_model_name=MODEL_NAME if register else None,
+    )
+    return str(info.registered_model_version) if register else None
+
+
+@dataclass
+class Version:
+    version: str
+    run_id: str
+    score: float | None
+
+
+def _version(client: MlflowClient, version: str) -> Version:
+    mv = client.get_model_version(MODEL_NAME, version)
+    run = client.get_run(mv.run_id)
+    return Version(mv.version, mv.run_id, run.data.metrics.get("val_selection_score"))
+
+
+def champion(client: MlflowClient | None = None) -> Version | None:
+    client = client or MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    except MlflowException:
+        return None
+    return _version(client, mv.version)
+
+
+class PromotionRefused(RuntimeError):
+    pass
+
+
+def promote(version: str | None = None, force: bool = False) -> tuple[Version, Version | None]:
+    """Set ``champion`` on ``version`` (default: the newest); refuse a worse one unless ``force``."""
+    client = MlflowClient()
+    if version is None:
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+        if not versions:
+            raise PromotionRefused(f"no registered versions of {MODEL_NAME!r}: run `frontline train` first")
+        version = str(max(int(v.version) for v in versions))
+    candidate = _version(client, str(version))
+    current = champion(client)
+    if current and current.version == candidate.version:
+        return candidate, current
+    if current and not force and current.score is not None:
+        if candidate.score is None or candidate.score < current.score:
+            raise PromotionRefused(
+                f"version {candidate.version} scores {candidate.score} on validation, below champion "
+                f"version {current.version} ({current.score:.4f}); use --force to promote anyway"
+            )
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, candidate.version)
+    return candidate, current
+
+
+@dataclass
+class LoadedModel:
+    """A predictor plus where it came from (for /v1/model and the logs)."""
+
+    predictor: object
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+
+
+def load(uri: str) -> LoadedModel:
+    """Load a predictor from a bundle directory or any MLflow model URI (``models:/frontline@champion``)."""
+    from training.predict import BUNDLE_FILE, Predictor
+
+    path = Path(uri)
+    if (path / BUNDLE_FILE).exists():
+        return LoadedModel(Predictor(path), str(path))
+    if (path / "artifacts" / "bundle" / BUNDLE_FILE).exists():  # an MLflow model directory on disk
+        return LoadedModel(Predictor(path / "artifacts" / "bundle"), str(path))
+    configure()
+    name = version = alias = run_id = None
+    if uri.startswith("models:/"):
+        ref = uri.removeprefix("models:/")
+        client = MlflowClient()
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, version = ref.split("/", 1)
+            mv = client.get_model_version(name, version)
+        version, run_id = mv.version, mv.run_id
+        uri = f"models:/{name}/{version}"  # pin: a later alias move must not change what we loaded
+    model = mlflow.pyfunc.load_model(uri)
+    return LoadedModel(model.unwrap_python_model().predictor, uri, name, version, alias, run_id)
