@@ -21,7 +21,7 @@ console = Console()
 def train(
     data: Annotated[Path, typer.Option(help="Labelled JSONL file.")] = Path(__file__).resolve().parent.parent / "data" / "train.jsonl",
     base: Annotated[str, typer.Option(help="'minilm' (packaged encoder), 'tiny' (random, for tests) or a local directory.")] = MINILM,
-    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    epochs: Annotated[int, typer.Option(min=1)] = 6,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr_encoder: float = 8e-5,
     lr_heads: float = 2e-3,

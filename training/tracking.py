@@ -80,7 +80,7 @@ class Version:
 def _version(client: MlflowClient, version: str) -> Version:
     mv = client.get_model_version(MODEL_NAME, version)
     run = client.get_run(mv.run_id)
-    return Version(mv.version, mv.run_id, run.data.metrics.get("val_selection_score"))
+    return Version(str(mv.version), mv.run_id, run.data.metrics.get("val_selection_score"))
 
 
 def champion(client: MlflowClient | None = None) -> Version | None:
@@ -150,7 +150,7 @@ def load(uri: str) -> LoadedModel:
         else:
             name, version = ref.split("/", 1)
             mv = client.get_model_version(name, version)
-        version, run_id = mv.version, mv.run_id
+        version, run_id = str(mv.version), mv.run_id
         uri = f"models:/{name}/{version}"  # pin: a later alias move must not change what we loaded
     model = mlflow.pyfunc.load_model(uri)
     return LoadedModel(model.unwrap_python_model().predictor, uri, name, version, alias, run_id)

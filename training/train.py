@@ -38,7 +38,7 @@ from training.schema import SCHEMA
 class TrainConfig:
     data: str = str(DEFAULT_DATA)
     base: str = MINILM
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 32
     lr_encoder: float = 8e-5
     lr_heads: float = 2e-3
@@ -243,7 +243,8 @@ def train(cfg: TrainConfig, on_epoch=None, progress: bool = True) -> TrainResult
 
 
 def rank_is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
+    """Rank 0, whether or not the process group is up yet (torchrun sets RANK before we start)."""
+    return (dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))) == 0
 
 
 def finish_distributed() -> None:

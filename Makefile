@@ -1,0 +1,40 @@
+# Two commands do all setup on a fresh machine (see README):
+#   make run    install, then train + register + promote a champion on the shipped data (embedded MLflow under models/)
+#   make test   install (with test tools and system packages), then run the test suite
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test install install-dev system-deps checklist serve clean
+
+$(BIN)/frontline: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first, pinned: it is the CPU build here; a looser pin downloads gigabytes of CUDA packages
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/frontline
+
+system-deps:
+	@# Debian packages the tests use: Chromium (report rendering) and a JRE (Spark); root installs them.
+	@command -v chromium >/dev/null && command -v java >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium default-jre-headless >/dev/null; } || \
+	  echo "warning: chromium/java missing and not root: browser and Spark tests will be skipped"
+
+run: install
+	$(BIN)/frontline train
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+checklist: install
+	$(BIN)/python -m pytest -q -m checklist
+
+serve: install
+	$(BIN)/frontline serve

@@ -1,0 +1,81 @@
+"""FastAPI dependencies and their ``Annotated`` aliases (the full-stack-fastapi-template pattern).
+
+Why here: routes declare what they need (``PredictorDep``, ``SettingsDep``) and which guard applies
+(``ApiKeyDep``, ``AdminKeyDep``, ``JsonBodyDep``); tests swap any of them with
+``app.dependency_overrides``. Nothing is global: settings and the predictor live on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from email.message import Message
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from serving.errors import Unauthorized, UnsupportedMediaType
+from serving.predictor import SharedPredictor
+from serving.settings import Settings
+
+# Declares the scheme in OpenAPI (Swagger's "Authorize" button); the header actually read is settings.api_key_header.
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from FRONTLINE_API_KEYS.")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_predictor(request: Request) -> SharedPredictor:
+    return request.app.state.predictor
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PredictorDep = Annotated[SharedPredictor, Depends(get_predictor)]
+
+
+def _check(request: Request, settings: Settings, accepted: list[str], what: str) -> str | None:
+    if not accepted:
+        return None  # authentication disabled (warned about at startup)
+    given = request.headers.get(settings.api_key_header)
+    if not given:
+        raise Unauthorized(f"Missing API key: send it in the {settings.api_key_header} header.",
+                           headers={"WWW-Authenticate": "ApiKey"})
+    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in accepted):
+        raise Unauthorized(f"Invalid API key for {what}.", headers={"WWW-Authenticate": "ApiKey"})
+    return given
+
+
+def inference_keys(settings: Settings) -> list[str]:
+    return [*settings.api_keys, *settings.admin_api_keys]
+
+
+def admin_keys(settings: Settings) -> list[str]:
+    return settings.admin_api_keys or settings.api_keys
+
+
+def require_api_key(request: Request, settings: SettingsDep,
+                    _doc: Annotated[str | None, Depends(api_key_scheme)] = None) -> str | None:
+    return _check(request, settings, inference_keys(settings), "this API")
+
+
+def require_admin_key(request: Request, settings: SettingsDep,
+                      _doc: Annotated[str | None, Depends(api_key_scheme)] = None) -> str | None:
+    return _check(request, settings, admin_keys(settings), "admin routes")
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (``application/json`` or ``application/*+json``)."""
+    ctype = request.headers.get("content-type")
+    if ctype:
+        msg = Message()
+        msg["content-type"] = ctype
+        sub = msg.get_content_subtype()
+        if msg.get_content_maintype() == "application" and (sub == "json" or sub.endswith("+json")):
+            return
+    raise UnsupportedMediaType(f"Content-Type must be application/json, got {ctype or 'none'}.")
+
+
+ApiKeyDep = Annotated[str | None, Depends(require_api_key)]
+AdminKeyDep = Annotated[str | None, Depends(require_admin_key)]
+JsonBodyDep = Annotated[None, Depends(require_json)]

@@ -1,0 +1,117 @@
+"""``frontline label`` and ``frontline report``: the analyst's commands (registered on the main typer app)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_MODEL = "models:/frontline@champion"
+
+
+def _split(s: str | None) -> list[str]:
+    return [c.strip() for c in (s or "").split(",") if c.strip()]
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    t = Table(title=f"labelled {summary['input']} → {summary['output']}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("", justify="right")
+    t.add_row("rows read", f"{summary['rows_read']:,}")
+    t.add_row("labelled", f"{summary['labelled']:,}")
+    t.add_row("rejected", f"{summary['rejected']:,}"
+              + (f"  ({', '.join(f'{k}: {v:,}' for k, v in summary['reject_reasons'].items())})"
+                 if summary["reject_reasons"] else ""))
+    t.add_row("skipped (not inbound)", f"{summary['skipped_not_inbound']:,}")
+    if summary.get("blank_lines"):
+        t.add_row("blank lines", f"{summary['blank_lines']:,}")
+    t.add_row("time", f"{summary['seconds']:,.1f} s" + (" (resumed)" if summary["resumed"] else ""))
+    t.add_row("posts/s", f"{summary['posts_per_second']:,.0f}")
+    t.add_row("rejects file", summary["rejects_file"])
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def label(
+        input: Annotated[Path, typer.Argument(help="Export to label: .csv, .jsonl or .parquet (.gz for CSV/JSONL).",
+                                              exists=True, dir_okay=False)],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv, .jsonl or .parquet).")],
+        in_format: Annotated[Optional[str], typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
+        out_format: Annotated[Optional[str], typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
+        id_col: Annotated[Optional[str], typer.Option(help="Id column (default: id, tweet_id, post_id...).")] = None,
+        text_col: Annotated[Optional[str], typer.Option(help="Text column (default: text, body, message...).")] = None,
+        time_col: Annotated[Optional[str], typer.Option(help="Timestamp column (default: created_at, timestamp...).")] = None,
+        company_col: Annotated[Optional[str], typer.Option(
+            help="Company column (default: company, brand...; else the first @handle the post addresses).")] = None,
+        inbound_col: Annotated[Optional[str], typer.Option(
+            help="Boolean column: only rows where it is true are labelled (default: 'inbound' if present; "
+                 "'none' labels every row).")] = None,
+        carry: Annotated[Optional[str], typer.Option(help="Extra input columns to carry through, comma-separated.")] = None,
+        model: Annotated[str, typer.Option(help="MLflow model URI or bundle directory.")] = DEFAULT_MODEL,
+        batch_size: Annotated[int, typer.Option(min=1, help="Posts per model forward pass.")] = 64,
+        chunk_rows: Annotated[int, typer.Option(min=1, help="Input rows per chunk / part file (resume unit).")] = 2000,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from OUTPUT.parts/.")] = False,
+        restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished run's parts and start over.")] = False,
+        keep_parts: Annotated[bool, typer.Option("--keep-parts", help="Keep OUTPUT.parts/ after assembling.")] = False,
+        threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+        engine: Annotated[str, typer.Option(help="'local' (streaming, this process) or 'spark' (mlflow spark_udf).")] = "local",
+        spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
+        progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    ):
+        """Label a historical export (CSV / JSONL / Parquet): streaming, resumable, nothing lost."""
+        from serving.labelling import LabelError, LabelOptions, run_label
+
+        console = Console(stderr=True)
+        try:
+            if engine == "spark":
+                from serving.spark_label import SparkOptions, run_spark_label
+
+                summary = run_spark_label(SparkOptions(
+                    input=input, output=out, in_format=in_format, out_format=out_format, id_col=id_col,
+                    text_col=text_col, time_col=time_col, company_col=company_col, inbound_col=inbound_col,
+                    carry=_split(carry), model=model, master=spark_master))
+                console.print_json(json.dumps(summary))
+                return
+            if engine != "local":
+                raise LabelError(f"unknown engine {engine!r}: use 'local' or 'spark'")
+            summary = run_label(LabelOptions(
+                input=input, output=out, in_format=in_format, out_format=out_format, id_col=id_col, text_col=text_col,
+                time_col=time_col, company_col=company_col, inbound_col=inbound_col, carry=_split(carry), model=model,
+                batch_size=batch_size, chunk_rows=chunk_rows, resume=resume, restart=restart, keep_parts=keep_parts,
+                threads=threads), progress=progress, console=console)
+        except LabelError as e:
+            console.print(f"[red]error:[/] {e}")
+            raise typer.Exit(2)
+        print_summary(summary, console)
+
+    @app.command()
+    def report(
+        labelled: Annotated[Path, typer.Argument(help="Output of `frontline label` (.csv, .jsonl or .parquet).",
+                                                 exists=True, dir_okay=True)],
+        out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+        in_format: Annotated[Optional[str], typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
+        top_companies: Annotated[int, typer.Option(min=1, help="Companies shown, by volume.")] = 15,
+        spike_factor: Annotated[float, typer.Option(help="Spike: day count >= this x trailing median.")] = 3.0,
+        spike_window: Annotated[int, typer.Option(min=1, help="Trailing baseline window, days.")] = 7,
+        spike_min_count: Annotated[int, typer.Option(min=1, help="Spike: at least this many posts that day.")] = 10,
+        title: Annotated[str, typer.Option(help="Report title.")] = "frontline — why customers came to social",
+    ):
+        """One self-contained HTML page: label mix, prior channels, companies, volume over time, spikes."""
+        from serving.labelling import LabelError
+        from serving.report import ReportOptions, write_report
+
+        console = Console(stderr=True)
+        try:
+            info = write_report(labelled, out, ReportOptions(
+                in_format=in_format, top_companies=top_companies, spike_factor=spike_factor,
+                spike_window=spike_window, spike_min_count=spike_min_count, title=title))
+        except LabelError as e:
+            console.print(f"[red]error:[/] {e}")
+            raise typer.Exit(2)
+        console.print(f"report of {info['posts']:,} posts written to {out} "
+                      f"({len(info['spikes'])} spike(s) flagged)")

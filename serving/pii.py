@@ -1,0 +1,69 @@
+"""Does a post carry personal data? Regexes for e-mail addresses, phone numbers, payment cards and
+account / order / booking numbers.
+
+Why: customers paste their order number, card or phone into public complaints; a helpdesk wants to
+know so it can move the conversation to a private channel and mask the post. This is a cheap flag,
+not a redaction engine: it favours recall on the obvious shapes and checks card numbers with Luhn so
+that ordinary long numbers are not called cards. It never logs or returns the matched text.
+"""
+
+from __future__ import annotations
+
+import re
+
+KINDS: tuple[str, ...] = ("email", "phone", "card", "account_number")
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# A run of digits with the separators people write in phone and card numbers.
+_NUMBERISH = re.compile(r"(?<![\w@])\+?\(?\d[\d \t().\-]{6,24}\d(?![\w@])")
+_ACCOUNT = re.compile(
+    r"\b(?:account|acct|a/c|order|booking|reservation|confirmation|conf|reference|ref|ticket|case|claim|policy|"
+    r"member(?:ship)?|customer|tracking|invoice|pnr|iban)\s*(?:number|num|no\.?|id|code)?\s*(?:is|was|:|#|=)?\s*#?\s*"
+    r"([A-Z0-9][A-Z0-9\-]{4,})",
+    re.IGNORECASE,
+)
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every payment card number satisfies (and most random numbers do not)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _numbers(text: str) -> set[str]:
+    kinds: set[str] = set()
+    for m in _NUMBERISH.finditer(text):
+        raw = m.group(0)
+        digits = re.sub(r"\D", "", raw)
+        plain = not any(c in raw for c in "+()")
+        if plain and 13 <= len(digits) <= 19 and luhn_valid(digits):
+            kinds.add("card")
+        elif 10 <= len(digits) <= 15:
+            kinds.add("phone")
+    return kinds
+
+
+def personal_data_kinds(text: str) -> list[str]:
+    """The kinds of personal data found in ``text``, in ``KINDS`` order (empty when none)."""
+    found: set[str] = set()
+    if _EMAIL.search(text):
+        found.add("email")
+    found |= _numbers(text)
+    for m in _ACCOUNT.finditer(text):
+        token = m.group(1)
+        if sum(c.isdigit() for c in token) >= 3:
+            found.add("account_number")
+            break
+    return [k for k in KINDS if k in found]
+
+
+def contains_personal_data(text: str) -> bool:
+    """True when ``text`` holds an e-mail, phone, Luhn-valid card or account/order number."""
+    return bool(personal_data_kinds(text))

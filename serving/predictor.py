@@ -1,0 +1,350 @@
+"""The one shared predictor of the service: loads the tracked model once, batches requests, hot-reloads.
+
+Why one object: the model is large and its forward pass is not thread-safe, so every request goes
+through a ``MicroBatcher`` whose single worker thread gathers concurrent calls (up to
+``batch_max_size`` posts or ``batch_max_wait_ms``) into one forward pass and routes each caller's slice
+of the results back through its future. Batching is also what makes the service fast under load:
+one pass over 32 posts costs far less than 32 passes over one.
+
+Reload is atomic: the new model is loaded, checked against the label schema and warmed up while the
+old one keeps serving; only then is the reference swapped. A batch already running keeps the model it
+started with, and every answer names the model version that actually produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from serving.errors import InferenceFailed, ModelUnavailable, Overloaded, ReloadFailed
+from serving.metrics import ServiceMetrics
+from serving.settings import Settings
+from training.schema import HEADS, SCHEMA
+
+log = logging.getLogger("frontline.serving")
+
+_STOP = object()
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Merge concurrent ``submit`` calls into batches run one at a time on a single worker thread.
+
+    ``run_batch(texts) -> (meta, results)`` must return one result per text, in order; each job's future
+    receives ``(meta, its own results)``. A job is never split across batches, so one request is always
+    answered by one model. If ``run_batch`` raises, every job of that batch gets the exception.
+    """
+
+    def __init__(self, run_batch: Callable[[list[str]], tuple[Any, list]], max_size: int = 64,
+                 max_wait_s: float = 0.005, max_queue: int = 2048, metrics: ServiceMetrics | None = None):
+        self.run_batch = run_batch
+        self.max_size = max_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self._q: queue.Queue = queue.Queue()
+        self._carry: _Job | None = None
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="frontline-batcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in progress, fail what is still queued with 503, and end the worker."""
+        self._closed = True
+        if self._thread is not None:
+            self._q.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+        for job in ([self._carry] if self._carry else []) + self._drain():
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ModelUnavailable("The service is shutting down."))
+        self._carry = None
+
+    def _drain(self) -> list[_Job]:
+        jobs = []
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                return jobs
+            if item is not _STOP:
+                jobs.append(item)
+
+    def submit(self, texts: list[str]) -> concurrent.futures.Future:
+        if self._closed:
+            raise ModelUnavailable("The service is shutting down.")
+        with self._lock:
+            if self._queued and self._queued + len(texts) > self.max_queue:
+                raise Overloaded(f"{self._queued} posts are already waiting for the model; retry shortly.",
+                                 headers={"Retry-After": "1"})
+            self._queued += len(texts)
+            self._gauge()
+        job = _Job(list(texts))
+        self._q.put(job)
+        return job.future
+
+    async def classify(self, texts: list[str]) -> tuple[Any, list]:
+        """Await this call's results; cancelling the caller drops its job if it has not started."""
+        return await asyncio.wrap_future(self.submit(texts))
+
+    def _gauge(self) -> None:
+        if self.metrics:
+            self.metrics.queued_posts.set(self._queued)
+
+    def _taken(self, job: _Job) -> None:
+        with self._lock:
+            self._queued -= len(job.texts)
+            self._gauge()
+
+    def _next_batch(self) -> tuple[list[_Job], bool]:
+        first = self._carry if self._carry is not None else self._q.get()
+        self._carry = None
+        if first is _STOP:
+            return [], True
+        self._taken(first)
+        batch, n, stop = [first], len(first.texts), False
+        deadline = time.perf_counter() + self.max_wait_s
+        while n < self.max_size:
+            left = deadline - time.perf_counter()
+            try:
+                nxt = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                stop = True
+                break
+            self._taken(nxt)
+            if n + len(nxt.texts) > self.max_size:
+                self._carry = nxt
+                break
+            batch.append(nxt)
+            n += len(nxt.texts)
+        return batch, stop
+
+    def _loop(self) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            live = [j for j in batch if j.future.set_running_or_notify_cancel()]  # skip callers who gave up
+            if live:
+                self._run(live)
+            if stop:
+                return
+
+    def _run(self, jobs: list[_Job]) -> None:
+        texts = [t for j in jobs for t in j.texts]
+        started = time.perf_counter()
+        if self.metrics:
+            self.metrics.batch_posts.observe(len(texts))
+            self.metrics.batch_requests.observe(len(jobs))
+            for j in jobs:
+                self.metrics.queue_wait.observe(started - j.enqueued)
+        try:
+            meta, results = self.run_batch(texts)
+            if len(results) != len(texts):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(texts)} texts")
+        except BaseException as exc:  # noqa: BLE001 - every caller must hear about it
+            for j in jobs:
+                j.future.set_exception(exc)
+            return
+        finally:
+            if self.metrics:
+                self.metrics.inference.observe(time.perf_counter() - started)
+        start = 0
+        for j in jobs:
+            j.future.set_result((meta, results[start : start + len(j.texts)]))
+            start += len(j.texts)
+
+
+def model_ref(loaded: Any) -> dict[str, str | None]:
+    return {"name": loaded.name, "version": loaded.version, "alias": loaded.alias}
+
+
+def _alias_ref(uri: str) -> tuple[str, str] | None:
+    if uri.startswith("models:/") and "@" in uri:
+        name, alias = uri.removeprefix("models:/").split("@", 1)
+        return name, alias
+    return None
+
+
+class SharedPredictor:
+    """The model being served, its micro-batcher, and how it is reloaded. Created once per app (lifespan)."""
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics | None = None,
+                 loader: Callable[[str], Any] | None = None):
+        self.settings = settings
+        self.metrics = metrics or ServiceMetrics()
+        self.uri = settings.model_uri
+        self._loader = loader
+        self._current: Any = None  # training.tracking.LoadedModel
+        self.loaded_at: float | None = None
+        self.load_error: str | None = None
+        self.loading = False
+        self._reload_lock = threading.Lock()
+        self.batcher = MicroBatcher(self._run_batch, settings.batch_max_size, settings.batch_max_wait_ms / 1000,
+                                    settings.max_queue_posts, self.metrics)
+        self._poller: asyncio.Task | None = None
+
+    # ---- state -------------------------------------------------------------------------------------
+    @property
+    def current(self) -> Any:
+        """The loaded model (``LoadedModel``), or raise 503."""
+        model = self._current
+        if model is None:
+            why = "the model is still loading" if self.loading else f"loading failed: {self.load_error}" \
+                if self.load_error else "no model is loaded"
+            raise ModelUnavailable(f"No model is available ({why}); retry when /health/ready says ready.",
+                                   headers={"Retry-After": "5"})
+        return model
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    def review_thresholds(self, model: Any | None = None) -> dict[str, float]:
+        """The thresholds in use: the model's tuned ones, overridden per head by the settings."""
+        model = model or self.current
+        return {**{h: float(model.predictor.policy.review_thresholds.get(h, 0.0)) for h in HEADS},
+                **self.settings.review_thresholds}
+
+    # ---- inference ---------------------------------------------------------------------------------
+    def _run_batch(self, texts: list[str]) -> tuple[Any, list[dict]]:
+        model = self.current  # one reference for the whole batch: a concurrent swap does not affect it
+        try:
+            results = model.predictor.classify(texts, self.review_thresholds(model))
+        except Exception as exc:
+            log.error("inference failed on a batch of %d posts: %s", len(texts), type(exc).__name__)
+            raise InferenceFailed(f"The model failed on this batch ({type(exc).__name__}).") from exc
+        m = self.metrics
+        m.posts.inc(len(results))
+        for r in results:
+            m.predictions.labels("urgency", r["urgency"]["label"]).inc()
+            m.predictions.labels("issue_type", r["issue_type"]["label"]).inc()
+            for c in r["prior_channels"]["channels"] or ["none"]:
+                m.predictions.labels("prior_channels", c).inc()
+            if r["needs_review"]:
+                m.needs_review.inc()
+        return model, results
+
+    async def classify(self, texts: list[str]) -> tuple[Any, list[dict]]:
+        """Classify ``texts`` as part of a micro-batch; returns (the model that answered, results)."""
+        self.current  # noqa: B018 - fail fast with 503 rather than queueing for nothing
+        return await self.batcher.classify(texts)
+
+    # ---- loading -----------------------------------------------------------------------------------
+    def _load(self, uri: str) -> Any:
+        if self._loader is not None:
+            return self._loader(uri)
+        from training.tracking import load
+
+        return load(uri)
+
+    def resolve_alias(self, uri: str | None = None) -> str | None:
+        """The version an alias URI points at now (None for other URIs)."""
+        ref = _alias_ref(uri or self.uri)
+        if ref is None:
+            return None
+        from mlflow import MlflowClient
+
+        from training import tracking
+
+        tracking.configure()
+        return str(MlflowClient().get_model_version_by_alias(*ref).version)
+
+    def load(self, uri: str | None = None, force: bool = True) -> dict[str, Any]:
+        """Load ``uri`` (default: the configured one), validate, warm up, then swap. Blocking; thread-safe.
+
+        With ``force=False`` an alias that still points at the served version is a no-op.
+        """
+        uri = uri or self.uri
+        with self._reload_lock:
+            previous = self._current
+            started = time.perf_counter()
+            if not force and previous is not None and uri == self.uri and previous.version is not None:
+                try:
+                    if self.resolve_alias(uri) == previous.version:
+                        return {"changed": False, "previous": model_ref(previous), "current": model_ref(previous),
+                                "seconds": round(time.perf_counter() - started, 3)}
+                except Exception:  # noqa: BLE001 - resolution problems surface in the load below
+                    pass
+            self.loading = True
+            try:
+                loaded = self._load(uri)
+                self._check_schema(loaded)
+                loaded.predictor.classify(["warm-up"], None)  # first pass allocates; do it before traffic
+            except Exception as exc:
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.reloads.labels("failure").inc()
+                log.error("model load from %s failed: %s", uri, self.load_error)
+                raise ReloadFailed(f"Could not load {uri}: {self.load_error}"
+                                   + ("; the previous model keeps serving." if previous else "")) from exc
+            finally:
+                self.loading = False
+            self._current, self.uri, self.load_error, self.loaded_at = loaded, uri, None, time.time()
+            self.metrics.set_model(loaded.name, loaded.version, loaded.alias, loaded.uri)
+            self.metrics.reloads.labels("success").inc()
+            seconds = round(time.perf_counter() - started, 3)
+            log.info("serving model %s version %s (alias %s) from %s, loaded in %.2fs", loaded.name, loaded.version,
+                     loaded.alias, loaded.uri, seconds)
+            changed = previous is None or (previous.uri, previous.version) != (loaded.uri, loaded.version)
+            return {"changed": changed, "previous": model_ref(previous) if previous else None,
+                    "current": model_ref(loaded), "seconds": seconds}
+
+    @staticmethod
+    def _check_schema(loaded: Any) -> None:
+        got = {h: list(loaded.predictor.schema.labels(h)) for h in HEADS}
+        want = {h: list(SCHEMA.labels(h)) for h in HEADS}
+        if got != want:
+            raise ValueError(f"the model's labels {got} differ from the service's schema {want}")
+
+    async def reload(self, uri: str | None = None, force: bool = True) -> dict[str, Any]:
+        return await asyncio.to_thread(self.load, uri, force)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the batcher, load the model (or start loading it), start alias polling if configured."""
+        self.batcher.start()
+        if self.settings.load_blocking:
+            await self._initial_load()
+        else:
+            self.loading = True
+            self._initial = asyncio.create_task(self._initial_load())
+        if self.settings.reload_poll_seconds > 0:
+            self._poller = asyncio.create_task(self._poll(self.settings.reload_poll_seconds))
+
+    async def _initial_load(self) -> None:
+        try:
+            await self.reload()
+        except ReloadFailed:
+            pass  # logged; /health/ready reports it, a reload or the poller can fix it
+
+    async def _poll(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.reload(force=self._current is None)
+            except Exception as exc:  # noqa: BLE001 - the poller must survive a bad version
+                log.warning("alias poll: %s", exc)
+
+    async def stop(self) -> None:
+        for task in (self._poller, getattr(self, "_initial", None)):
+            if task is not None:
+                task.cancel()
+        await asyncio.to_thread(self.batcher.stop)

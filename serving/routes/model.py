@@ -1,0 +1,33 @@
+"""``GET /v1/model``: which model answers, its labels, validation metrics and review thresholds.
+
+Why: an integrator checks the label set and thresholds before wiring routing rules, and an operator
+checks which registered version is live after a promotion.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Depends
+
+from serving.deps import PredictorDep, SettingsDep, require_api_key
+from serving.errors import responses
+from serving.schemas import Limits, ModelInfo
+from training.schema import HEADS
+
+router = APIRouter(prefix="/v1", tags=["model"])
+
+
+@router.get("/model", response_model=ModelInfo, summary="The model being served",
+            dependencies=[Depends(require_api_key)], responses=responses(401, 503))
+async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInfo:
+    m = predictor.current
+    p = m.predictor
+    loaded_at = datetime.fromtimestamp(predictor.loaded_at, timezone.utc).isoformat() if predictor.loaded_at else None
+    return ModelInfo(
+        name=m.name, version=m.version, alias=m.alias, uri=m.uri, run_id=m.run_id, loaded_at=loaded_at,
+        labels={h: list(p.schema.labels(h)) for h in HEADS},
+        validation_metrics={k: float(v) for k, v in sorted(p.metrics.items()) if k.startswith("val_")},
+        review_thresholds=predictor.review_thresholds(m),
+        limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars),
+    )

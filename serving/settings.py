@@ -1,0 +1,78 @@
+"""Service settings: one ``Settings`` object, read from ``FRONTLINE_*`` environment variables and ``.env``.
+
+Why pydantic-settings: every knob an operator may turn is declared, typed and validated in one place,
+so a typo in a deployment fails at startup instead of at the first request. Tests build a ``Settings``
+directly and hand it to ``create_app`` (or override the ``get_settings`` dependency); nothing reads
+the environment behind their back.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from training.schema import HEADS
+
+
+def _split_keys(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [k.strip() for k in value.split(",") if k.strip()]
+    return [str(k).strip() for k in value if str(k).strip()]  # type: ignore[union-attr]
+
+
+class Settings(BaseSettings):
+    """Everything the HTTP service can be told. Environment: ``FRONTLINE_<FIELD>`` (e.g. ``FRONTLINE_API_KEYS``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRONTLINE_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore", protected_namespaces=())
+
+    model_uri: str = Field("models:/frontline@champion",
+                           description="MLflow model URI (alias URIs are re-resolved on reload) or a bundle directory.")
+    max_posts: int = Field(64, ge=1, description="Most posts in one /v1/classify call; more is a 413.")
+    max_text_chars: int = Field(2000, ge=1, description="Longest accepted post text, in characters; longer is a 422.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated keys accepted on /v1/*. Empty: authentication is OFF (a warning is logged at startup).")
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated keys accepted on /v1/admin/*. Empty: the api_keys are accepted there too.")
+    api_key_header: str = Field("X-API-Key", description="Header that carries the API key.")
+    review_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-head confidence under which a post needs_review, overriding the model\'s tuned values; JSON, e.g. {"urgency": 0.6}.')
+    batch_max_size: int = Field(64, ge=1, description="Most posts in one forward pass of the micro-batcher.")
+    batch_max_wait_ms: float = Field(5.0, ge=0, description="How long the micro-batcher waits for more requests to join a batch.")
+    max_queue_posts: int = Field(2048, ge=1, description="Posts waiting for the model beyond which calls get a 429.")
+    log_texts: bool = Field(False, description="Log post texts (debugging only: texts carry personal data).")
+    reload_poll_seconds: float = Field(0.0, ge=0, description="Re-resolve the model alias this often and hot-swap on change; 0 = off.")
+    load_blocking: bool = Field(
+        True, description="Load the model before accepting connections. False: start at once, /health/ready says 503 until loaded.")
+
+    @field_validator("api_keys", "admin_api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> list[str]:
+        return _split_keys(value)
+
+    @field_validator("review_thresholds")
+    @classmethod
+    def _heads(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(HEADS))
+        if unknown:
+            raise ValueError(f"unknown head(s) {unknown}; heads are {list(HEADS)}")
+        bad = {h: t for h, t in value.items() if not 0.0 <= t <= 1.0}
+        if bad:
+            raise ValueError(f"review thresholds must lie in [0, 1], got {bad}")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_api_keys)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A byte cap well above any valid call (4 bytes per char, JSON overhead), so huge bodies die before parsing."""
+        return self.max_posts * (self.max_text_chars * 4 + 512) + 64 * 1024

@@ -1,0 +1,121 @@
+"""The tracked run end to end on the tiny encoder: metrics, bundle, MLflow model, registry, promotion."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from training import tracking
+from training.predict import BUNDLE_FILE, Predictor, flat_columns
+from training.schema import HEADS, SCHEMA
+
+from tests.conftest import DATA
+
+
+def test_run_logs_every_metric_and_the_baseline(tiny_model):
+    m = tiny_model.summary["metrics"]
+    for prefix in ("val", "test", "test_baseline", "test_encoder_only"):
+        for k in ("urgency_macro_f1", "urgency_qwk", "urgency_within_one_accuracy", "urgency_critical_recall",
+                  "issue_type_macro_f1", "tried_other_channel_f1", "prior_channels_micro_f1", "urgency_ece"):
+            assert 0.0 <= m[f"{prefix}_{k}"] <= 1.0 or k == "urgency_qwk"
+    run = MlflowClient().get_run(tiny_model.summary["run_id"])
+    assert len(run.data.params["data_sha256"]) == 64
+    assert run.data.params["base"] == "tiny"
+    arts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/confusion_urgency.png", "plots/confusion_issue_type.png", "plots/calibration.png"} <= arts
+
+
+def test_bundle_carries_schema_normaliser_and_thresholds(tiny_model):
+    meta = json.loads((tiny_model.bundle_dir / BUNDLE_FILE).read_text())
+    assert meta["schema"] == SCHEMA.to_dict()
+    assert meta["normaliser"]["mention_token"] == "@user"
+    assert set(meta["policy"]["review_thresholds"]) == set(HEADS)
+    assert len(meta["policy"]["channel_thresholds"]) == len(SCHEMA.prior_channels)
+    assert (tiny_model.bundle_dir / "tokenizer" / "tokenizer.json").exists()
+
+
+def test_predictor_result_shape_and_normaliser_invariance(tiny_predictor):
+    a, b, c = tiny_predictor.classify([
+        "@Delta on hold for 2 hours, flight cancelled https://t.co/x1",
+        "@united on hold for 2 hours, flight cancelled http://bit.ly/zz",
+        "love the new app, thanks!",
+    ])
+    assert a == b  # handles and links do not change the answer
+    for r in (a, c):
+        assert r["urgency"]["label"] in SCHEMA.urgency
+        assert r["issue_type"]["label"] in SCHEMA.issue_type
+        assert abs(sum(r["urgency"]["scores"].values()) - 1) < 1e-4
+        assert r["prior_channels"]["tried_other_channel"] == bool(r["prior_channels"]["channels"])
+        assert r["urgency"]["score"] == max(r["urgency"]["scores"].values()) or r["urgency"]["score"] in r["urgency"]["scores"].values()
+    assert tiny_predictor.classify([]) == []
+
+
+def test_registered_champion_is_a_self_contained_pyfunc(tiny_model):
+    client = MlflowClient()
+    mv = client.get_model_version_by_alias("frontline", "champion")
+    assert str(mv.version) == tiny_model.summary["version"]
+    model = mlflow.pyfunc.load_model("models:/frontline@champion")
+    out = model.predict(pd.DataFrame({"text": ["my card was charged twice", "where is my parcel?"]}))
+    assert list(out.columns) == flat_columns()
+    assert len(out) == 2
+    direct = Predictor(tiny_model.bundle_dir).classify(["my card was charged twice"])[0]
+    assert out.loc[0, "urgency"] == direct["urgency"]["label"]
+    assert np.isclose(out.loc[0, "urgency_score"], direct["urgency"]["score"], atol=1e-5)
+    local = mlflow.artifacts.download_artifacts(f"models:/frontline/{mv.version}")
+    text = open(f"{local}/requirements.txt").read()
+    assert "torch==2.13.0" in text and "mlflow==" in text  # explicit pip requirements
+
+
+def test_load_resolves_alias_to_a_pinned_version(tiny_model):
+    loaded = tracking.load("models:/frontline@champion")
+    assert (loaded.name, loaded.alias, loaded.version) == ("frontline", "champion", tiny_model.summary["version"])
+    assert loaded.uri == f"models:/frontline/{loaded.version}"
+    assert loaded.run_id == tiny_model.summary["run_id"]
+
+
+def _register_with_score(tiny_model, score: float) -> str:
+    """A new version of the same model whose run scored `score` on validation."""
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("frontline", "champion")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("val_selection_score", score)
+    return str(client.create_model_version("frontline", champion.source, run_id=run.info.run_id).version)
+
+
+def test_promote_refuses_a_worse_version_unless_forced(tiny_model):
+    champion = tracking.champion()
+    worse = _register_with_score(tiny_model, champion.score - 0.1)
+    with pytest.raises(tracking.PromotionRefused, match="below champion"):
+        tracking.promote(worse)
+    assert tracking.champion().version == champion.version
+    new, old = tracking.promote(worse, force=True)
+    assert tracking.champion().version == worse and old.version == champion.version
+    better = _register_with_score(tiny_model, champion.score + 0.1)
+    tracking.promote(better)
+    assert tracking.champion().version == better
+    tracking.promote(champion.version, force=True)  # restore for the other tests
+
+
+def test_cli_evaluate_writes_metrics_and_plots(tiny_model, tmp_path):
+    from serving.cli import app
+
+    data = tmp_path / "sample.jsonl"
+    data.write_text("".join(open(DATA).readlines()[:120]))
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model.bundle_dir), "--data", str(data),
+                                   "--out", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["urgency_macro_f1"] <= 1
+    assert (tmp_path / "eval" / "confusion_urgency.png").stat().st_size > 1000
+
+
+def test_cli_promote_reports_refusal(tiny_model):
+    from serving.cli import app
+
+    worse = _register_with_score(tiny_model, -1.0)
+    res = CliRunner().invoke(app, ["promote", worse])
+    assert res.exit_code == 1 and "refused" in res.output
