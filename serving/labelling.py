@@ -431,10 +431,10 @@ def prepare_chunk(records: list[Record], cols: Columns) -> tuple[dict[str, list]
         good["id"].append(ident if cols.id else str(rec.row))
         good["text"].append(text)
         good["created_at"].append(decoded[cols.time] if cols.time else None)
-        if cols.company:
-            good["company"].append(decoded[cols.company])
-        else:
-            good["company"].append(company_from_text(text))
+        company = decoded[cols.company] if cols.company else None
+        if company is None or not company.strip():  # no company column, or an empty cell: whom the post addresses
+            company = company_from_text(text)
+        good["company"].append(company)
         for name, out in zip(cols.carry, cols.carry_out):
             good[out].append(decoded[name])
     res.labelled = len(good["id"])

@@ -30,6 +30,7 @@ def train(
     patience: int = 2,
     seed: int = 13,
     fuse_lexical: Annotated[bool, typer.Option(help="Blend TF-IDF probabilities in, weights tuned on validation.")] = True,
+    export_onnx: Annotated[bool, typer.Option(help="Add the int8 ONNX runtime to the model (kept if it passes parity).")] = True,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training posts (smoke runs).")] = None,
     register: bool = True,
     promote_if_none: Annotated[bool, typer.Option(help="Make this version champion when there is none.")] = True,
@@ -41,7 +42,7 @@ def train(
 
     cfg = TrainConfig(data=str(data), base=base, epochs=epochs, batch_size=batch_size, lr_encoder=lr_encoder,
                       lr_heads=lr_heads, max_length=max_length, class_weight_power=class_weight_power,
-                      patience=patience, seed=seed, fuse_lexical=fuse_lexical, limit=limit)
+                      patience=patience, seed=seed, fuse_lexical=fuse_lexical, export_onnx=export_onnx, limit=limit)
     summary = run(cfg, register=register, promote_if_none=promote_if_none)
     if summary is None:  # a non-zero torchrun rank
         return

@@ -17,6 +17,7 @@ import mlflow
 
 from training import tracking
 from training.data import data_hash
+from training.export import export_bundle_runtime
 from training.evaluate import compute_metrics, save_plots
 from training.lexical import LexicalModel
 from training.normalise import NormaliserConfig
@@ -83,6 +84,11 @@ def run(cfg: TrainConfig, register: bool = True, promote_if_none: bool = True, o
             save_bundle(bundle_dir, result.model, result.tokenizer, policy,
                         normaliser=NormaliserConfig.from_dict(cfg.normaliser), max_length=cfg.max_length,
                         base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics)
+            if cfg.export_onnx:
+                parity = export_bundle_runtime(bundle_dir, result.model, splits["validation"]["text"], y["validation"],
+                                               policy, lex["validation"] if cfg.fuse_lexical else None)
+                mlflow.log_metrics(parity)
+                metrics.update(parity)
             version = tracking.log_model(bundle_dir, register=register)
 
         promoted = False

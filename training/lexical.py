@@ -9,14 +9,18 @@ compared with; fitted on the same training split, its probabilities are blended 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
-from training.data import Targets
 from training.normalise import NormaliserConfig, normalise
 from training.schema import SCHEMA, LabelSchema
+
+if TYPE_CHECKING:  # inference must not import the data stack (datasets)
+    from training.data import Targets
 
 
 class LexicalModel:
@@ -41,7 +45,7 @@ class LexicalModel:
         norm = [normalise(t, self.normaliser) for t in texts]
         return self.features.fit_transform(norm) if fit else self.features.transform(norm)
 
-    def fit(self, texts: list[str], y: Targets) -> "LexicalModel":
+    def fit(self, texts: list[str], y: "Targets") -> "LexicalModel":
         x = self._x(texts, fit=True)
         self.urgency.fit(x, y.urgency)
         self.issue_type.fit(x, y.issue_type)

@@ -7,6 +7,10 @@ depends on code or settings drifting on the server:
     model.safetensors   encoder + heads weights
     tokenizer/          the tokenizer files
     lexical.joblib      the TF-IDF half of the model (absent when the run did not fuse it)
+    model.int8.onnx     the encoder + heads for onnxruntime, int8 dynamic quantisation (see training.export)
+
+Inference never imports torch when ``model.int8.onnx`` is there: onnxruntime runs the network and the
+``tokenizers`` library (not transformers) tokenises. Without it, the torch weights are used.
 
 The ``Policy`` turns probabilities into decisions: how much the lexical half weighs per head, per-class
 log-offsets for the single-label heads and per-channel thresholds (all tuned on validation), and the
@@ -16,19 +20,20 @@ per-head confidence under which a post ``needs_review``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from training.model import MultiHeadClassifier, encoder_from_config
 from training.normalise import NormaliserConfig, normalise
 from training.schema import HEADS, SCHEMA, LabelSchema
 
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
 LEXICAL_FILE = "lexical.joblib"
+ONNX_FILE = "model.int8.onnx"
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Policy:
         return {"urgency": urg, "issue_type": iss, "prior_channels": chans, "confidence": conf, "needs_review": review}
 
 
-def save_bundle(path: Path, model: MultiHeadClassifier, tokenizer, policy: Policy, *, normaliser: NormaliserConfig,
+def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: NormaliserConfig,
                 max_length: int, base: str, lexical=None, metrics: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
@@ -108,17 +113,74 @@ def save_bundle(path: Path, model: MultiHeadClassifier, tokenizer, policy: Polic
     return path
 
 
+class TorchBackend:
+    """The network in torch (training's own module); used when no ONNX file is present or asked for."""
+
+    name = "torch"
+
+    def __init__(self, path: Path, meta: dict, schema: LabelSchema, num_threads: int | None):
+        import torch
+        from safetensors.torch import load_file
+
+        from training.model import MultiHeadClassifier, encoder_from_config
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.torch = torch
+        self.model = MultiHeadClassifier(encoder_from_config(meta["encoder_config"]), schema)
+        self.model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        self.model.eval()
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            u, i, c = self.model(torch.from_numpy(ids), torch.from_numpy(mask))
+            return torch.softmax(u, -1).numpy(), torch.softmax(i, -1).numpy(), torch.sigmoid(c).numpy()
+
+
+class OnnxBackend:
+    """The exported network in onnxruntime; outputs are already probabilities."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, num_threads: int | None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = num_threads or min(4, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u, i, c = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return u, i, c
+
+
+def load_tokenizer_file(path: Path, max_length: int):
+    """The bundle's tokenizer through the ``tokenizers`` library: truncation on, padding to the batch's longest."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.enable_truncation(max_length)
+    pad_id = tok.token_to_id("[PAD]")
+    tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+    return tok
+
+
 class Predictor:
     """Loads a bundle once and answers batches of raw texts.
 
     ``probabilities`` gives the fused per-head probabilities; ``classify`` gives one result dict per text
-    in the shape the HTTP API and the export format use.
+    in the shape the HTTP API and the export format use. ``runtime`` picks the network's engine: ``auto``
+    takes the int8 ONNX model when the bundle has one and onnxruntime is installed, else torch.
+    Not thread-safe: callers serialise (the service's micro-batcher does).
     """
 
-    def __init__(self, bundle_dir: Path | str, batch_size: int = 64, num_threads: int | None = None):
-        from safetensors.torch import load_file
-        from transformers import AutoTokenizer
-
+    def __init__(self, bundle_dir: Path | str, batch_size: int = 64, num_threads: int | None = None,
+                 runtime: str = "auto"):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         self.path = Path(bundle_dir)
         meta = json.loads((self.path / BUNDLE_FILE).read_text())
         self.meta = meta
@@ -128,32 +190,35 @@ class Predictor:
         self.policy = Policy.from_dict(meta["policy"])
         self.metrics = meta.get("metrics", {})
         self.batch_size = batch_size
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path / "tokenizer"), local_files_only=True)
-        self.model = MultiHeadClassifier(encoder_from_config(meta["encoder_config"]), self.schema)
-        self.model.load_state_dict(load_file(str(self.path / WEIGHTS_FILE)))
-        self.model.eval()
+        self.tokenizer = load_tokenizer_file(self.path / "tokenizer", self.max_length)
+        onnx_path = self.path / ONNX_FILE
+        if runtime == "onnx" or (runtime == "auto" and onnx_path.exists() and _has("onnxruntime")):
+            self.backend = OnnxBackend(onnx_path, num_threads)
+        else:
+            self.backend = TorchBackend(self.path, meta, self.schema, num_threads)
+        self.runtime = self.backend.name
         self.lexical = None
         if (self.path / LEXICAL_FILE).exists():
             import joblib
 
             self.lexical = joblib.load(self.path / LEXICAL_FILE)
 
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalise and tokenise a batch: int64 ids and attention mask, padded to the longest."""
+        encs = self.tokenizer.encode_batch([normalise(t, self.normaliser) for t in texts])
+        ids = np.asarray([e.ids for e in encs], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
+        return ids, mask
+
     def encoder_probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Encoder-only probabilities, batched in length order to waste little padding."""
-        norm = [normalise(t, self.normaliser) for t in texts]
-        order = sorted(range(len(norm)), key=lambda i: len(norm[i]))
-        out = {h: np.zeros((len(norm), len(self.schema.labels(h))), dtype=np.float32) for h in HEADS}
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                enc = self.tokenizer([norm[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                urg, iss, ch = self.model(enc["input_ids"], enc["attention_mask"])
-                out["urgency"][idx] = torch.softmax(urg, -1).numpy()
-                out["issue_type"][idx] = torch.softmax(iss, -1).numpy()
-                out["prior_channels"][idx] = torch.sigmoid(ch).numpy()
+        """Network-only probabilities, batched in length order to waste little padding."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = {h: np.zeros((len(texts), len(self.schema.labels(h))), dtype=np.float32) for h in HEADS}
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            ids, mask = self.encode([texts[i] for i in idx])
+            for head, probs in zip(HEADS, self.backend(ids, mask)):
+                out[head][idx] = probs
         return out
 
     def probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
@@ -186,6 +251,12 @@ class Predictor:
         if not texts:
             return []
         return self.results(self.probabilities(texts), review_thresholds)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def flat_columns(schema: LabelSchema = SCHEMA) -> list[str]:

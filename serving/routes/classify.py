@@ -43,9 +43,9 @@ More than max_posts posts is a 413.
 @router.post("/classify", response_model=ClassifyResponse, summary="Classify posts",
              description=DESCRIPTION, dependencies=[Depends(require_api_key), Depends(require_json)],
              responses=responses(401, 413, 415, 422, 429, 500, 503))
-async def classify(request: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
+async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
                    predictor: PredictorDep, settings: SettingsDep) -> dict:
-    posts = request.as_posts()
+    posts = body.as_posts()
     if len(posts) > settings.max_posts:
         raise TooManyPosts(f"{len(posts)} posts in one call; the limit is {settings.max_posts}. Split the batch.",
                            [ErrorDetail(field="posts", problem=f"{len(posts)} posts, at most {settings.max_posts}")])

@@ -1,0 +1,307 @@
+"""The HTTP contract of the service over the tiny registered model: results, every error path, auth,
+OpenAPI status codes, metrics and the no-text-in-logs rule."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from tests.serving.app_support import ADMIN, AUTH, metric_value, settings
+from training.schema import HEADS, SCHEMA
+
+TEXTS = ["@Delta on hold 2 hours, flight cancelled, stuck at ATL",
+         "@AcmeBank love the new app, thanks!",
+         "emailed twice and called, still no refund. my order #4821934"]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model):
+    with TestClient(create_app(settings(tiny_model.uri))) as c:
+        yield c
+
+
+def _posts(texts):
+    return {"posts": [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)]}
+
+
+# ---- contract ----------------------------------------------------------------------------------------
+def test_classify_batch_matches_direct_predictor(client, tiny_model, tiny_predictor):
+    r = client.post("/v1/classify", json=_posts(TEXTS), headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "frontline", "version": str(tiny_model.summary["version"]), "alias": "champion"}
+    assert [x["id"] for x in body["results"]] == ["t0", "t1", "t2"]
+    expected = tiny_predictor.classify(TEXTS, client.app.state.predictor.review_thresholds())
+    for got, want in zip(body["results"], expected):
+        for head in ("urgency", "issue_type"):
+            assert got[head]["label"] == want[head]["label"]
+            assert got[head]["label"] in SCHEMA.labels(head)
+            assert set(got[head]["scores"]) == set(SCHEMA.labels(head))
+            assert got[head]["score"] == pytest.approx(want[head]["score"], abs=1e-4)
+            assert sum(got[head]["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+        pc = got["prior_channels"]
+        assert pc["channels"] == want["prior_channels"]["channels"]
+        assert pc["tried_other_channel"] is bool(pc["channels"])
+        assert set(pc["scores"]) == set(SCHEMA.prior_channels)
+        assert got["needs_review"] is want["needs_review"]
+    assert [x["contains_personal_data"] for x in body["results"]] == [False, False, True]
+    assert body["results"][2]["personal_data"] == ["account_number"]
+    assert r.headers["x-request-id"]
+
+
+def test_single_text_form_returns_same_shape(client):
+    one = client.post("/v1/classify", json={"text": TEXTS[0]}, headers=AUTH).json()
+    batch = client.post("/v1/classify", json=_posts(TEXTS[:1]), headers=AUTH).json()
+    assert len(one["results"]) == 1 and one["results"][0]["id"] is None
+    assert one["results"][0]["urgency"] == batch["results"][0]["urgency"]
+    assert set(one["results"][0]) == set(batch["results"][0])
+
+
+def test_model_info(client, tiny_model, tiny_predictor):
+    r = client.get("/v1/model", headers=AUTH)
+    assert r.status_code == 200
+    info = r.json()
+    assert info["version"] == str(tiny_model.summary["version"]) and info["alias"] == "champion"
+    assert info["name"] == "frontline" and info["run_id"] and info["uri"].startswith("models:/frontline/")
+    assert info["labels"] == {h: list(SCHEMA.labels(h)) for h in HEADS}
+    assert info["validation_metrics"] and all(k.startswith("val_") for k in info["validation_metrics"])
+    assert info["validation_metrics"]["val_urgency_macro_f1"] == pytest.approx(
+        tiny_predictor.metrics["val_urgency_macro_f1"])
+    assert info["review_thresholds"] == pytest.approx(tiny_predictor.policy.review_thresholds)
+    assert info["limits"] == {"max_posts": 8, "max_text_chars": 300}
+
+
+def test_review_threshold_override(tiny_model):
+    s = settings(tiny_model.uri, review_thresholds={"urgency": 1.0})  # nothing is that confident
+    with TestClient(create_app(s)) as c:
+        assert c.get("/v1/model", headers=AUTH).json()["review_thresholds"]["urgency"] == 1.0
+        res = c.post("/v1/classify", json=_posts(TEXTS), headers=AUTH).json()["results"]
+        assert all(x["needs_review"] for x in res)
+
+
+def test_health(client):
+    assert client.get("/health/live").json() == {"status": "ok"}
+    r = client.get("/health/ready")
+    assert r.status_code == 200 and r.json()["status"] == "ready" and r.json()["model"]["alias"] == "champion"
+
+
+# ---- errors ------------------------------------------------------------------------------------------
+def _error(r, status, type_):
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["type"] == type_ and err["message"]
+    return err
+
+
+def test_every_bad_post_is_reported_in_one_422(client):
+    posts = ["fine", "", "also fine", "   \n\t", "x" * 301, "ok"]
+    err = _error(client.post("/v1/classify", json=_posts(posts), headers=AUTH), 422, "validation_error")
+    assert [(d["index"], d["field"]) for d in err["details"]] == [
+        (1, "posts[1].text"), (3, "posts[3].text"), (4, "posts[4].text")]
+    assert "empty" in err["details"][0]["problem"] and "301 characters" in err["details"][2]["problem"]
+    assert "3 of 6" in err["message"]
+    assert "x" * 50 not in r_text(err)  # the text is never echoed back
+
+
+def r_text(obj) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+def test_text_at_the_limit_is_accepted(client):
+    assert client.post("/v1/classify", json=_posts(["y" * 300]), headers=AUTH).status_code == 200
+
+
+def test_structural_errors_name_every_field(client):
+    body = {"posts": [{"id": "a", "text": "ok"}, {"id": 7, "text": "ok"}, {"id": "c"}]}
+    err = _error(client.post("/v1/classify", json=body, headers=AUTH), 422, "validation_error")
+    fields = {(d["field"], d["index"]) for d in err["details"]}
+    assert ("posts[1].id", 1) in fields and ("posts[2].text", 2) in fields
+
+
+@pytest.mark.parametrize("body", [{}, {"posts": []}, {"posts": [{"id": "a", "text": "x"}], "text": "y"}, [1, 2]])
+def test_shape_errors(client, body):
+    _error(client.post("/v1/classify", json=body, headers=AUTH), 422, "validation_error")
+
+
+def test_single_text_empty(client):
+    err = _error(client.post("/v1/classify", json={"text": "  "}, headers=AUTH), 422, "validation_error")
+    assert err["details"] == [{"field": "text", "index": None, "problem": "text is empty or only whitespace"}]
+
+
+def test_too_many_posts_413(client):
+    err = _error(client.post("/v1/classify", json=_posts(["a"] * 9), headers=AUTH), 413, "too_many_posts")
+    assert "limit is 8" in err["message"]
+
+
+def test_huge_body_413(client):
+    r = client.post("/v1/classify", content=b'{"text": "' + b"a" * 200_000 + b'"}',
+                    headers={**AUTH, "content-type": "application/json"})
+    _error(r, 413, "payload_too_large")
+
+
+def test_malformed_json_422(client):
+    r = client.post("/v1/classify", content=b'{"posts": [', headers={**AUTH, "content-type": "application/json"})
+    err = _error(r, 422, "malformed_json")
+    assert "not valid JSON" in err["message"]
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_wrong_content_type_415(client, ctype):
+    headers = {**AUTH, **({"content-type": ctype} if ctype else {})}
+    err = _error(client.post("/v1/classify", content=b'{"text": "hi"}', headers=headers), 415,
+                 "unsupported_media_type")
+    assert "application/json" in err["message"]
+
+
+def test_json_subtype_accepted(client):
+    r = client.post("/v1/classify", content=b'{"text": "hi"}',
+                    headers={**AUTH, "content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+
+
+def test_unknown_route_and_method(client):
+    _error(client.get("/v1/nope", headers=AUTH), 404, "not_found")
+    _error(client.get("/v1/classify", headers=AUTH), 405, "method_not_allowed")
+
+
+# ---- auth --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("headers,needle", [({}, "Missing API key"), ({"X-API-Key": "wrong"}, "Invalid API key")])
+def test_auth_required(client, headers, needle):
+    for r in (client.post("/v1/classify", json={"text": "hi"}, headers=headers),
+              client.get("/v1/model", headers=headers),
+              client.post("/v1/admin/reload", headers=headers)):
+        err = _error(r, 401, "unauthorized")
+        assert needle in err["message"] and "X-API-Key" in err["message"] or needle == "Invalid API key"
+        assert r.headers["www-authenticate"] == "ApiKey"
+
+
+def test_auth_precedes_content_checks(client):
+    _error(client.post("/v1/classify", content=b"hi", headers={"content-type": "text/plain"}), 401, "unauthorized")
+
+
+def test_admin_key_separate(client):
+    _error(client.post("/v1/admin/reload", headers=AUTH), 401, "unauthorized")  # inference key is not admin
+    assert client.post("/v1/classify", json={"text": "hi"}, headers=ADMIN).status_code == 200  # admin may classify
+
+
+def test_probes_and_metrics_need_no_key(client):
+    assert client.get("/health/live").status_code == 200
+    assert client.get("/health/ready").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_auth_disabled_warns(tiny_model, caplog):
+    caplog.set_level(logging.WARNING, logger="frontline.serving")
+    with TestClient(create_app(settings(tiny_model.uri, api_keys=[], admin_api_keys=[]))) as c:
+        assert c.post("/v1/classify", json={"text": "hi"}).status_code == 200
+    assert "AUTHENTICATION IS DISABLED" in caplog.text
+
+
+def test_settings_from_environment(monkeypatch):
+    from serving.settings import Settings
+
+    monkeypatch.setenv("FRONTLINE_API_KEYS", "a, b,,c")
+    monkeypatch.setenv("FRONTLINE_MAX_POSTS", "5")
+    monkeypatch.setenv("FRONTLINE_REVIEW_THRESHOLDS", '{"urgency": 0.4}')
+    s = Settings(_env_file=None)
+    assert s.api_keys == ["a", "b", "c"] and s.max_posts == 5 and s.review_thresholds == {"urgency": 0.4}
+    monkeypatch.setenv("FRONTLINE_REVIEW_THRESHOLDS", '{"sentiment": 0.4}')
+    with pytest.raises(ValueError, match="unknown head"):
+        Settings(_env_file=None)
+
+
+# ---- model not loaded --------------------------------------------------------------------------------
+def test_model_not_loaded_503_then_reload_makes_ready(tiny_model, tmp_path):
+    with TestClient(create_app(settings(str(tmp_path / "no-such-bundle")))) as c:
+        r = c.get("/health/ready")
+        assert r.status_code == 503 and r.json()["status"] == "failed" and r.json()["error"]
+        assert c.get("/health/live").status_code == 200
+        err = _error(c.post("/v1/classify", json={"text": "hi"}, headers=AUTH), 503, "model_unavailable")
+        assert "loading failed" in err["message"]
+        _error(c.get("/v1/model", headers=AUTH), 503, "model_unavailable")
+        bad = c.post("/v1/admin/reload", json={"uri": str(tmp_path / "still-nothing")}, headers=ADMIN)
+        _error(bad, 500, "reload_failed")
+        ok = c.post("/v1/admin/reload", json={"uri": str(tiny_model.bundle_dir)}, headers=ADMIN)
+        assert ok.status_code == 200, ok.text and ok.json()["changed"] is True
+        assert c.get("/health/ready").status_code == 200
+        assert c.post("/v1/classify", json={"text": "hi"}, headers=AUTH).status_code == 200
+
+
+def test_background_load_becomes_ready(tiny_model):
+    import time
+
+    with TestClient(create_app(settings(str(tiny_model.bundle_dir), load_blocking=False))) as c:
+        assert c.get("/health/live").status_code == 200
+        deadline = time.monotonic() + 30
+        while c.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "model never became ready"
+            time.sleep(0.05)
+        assert c.post("/v1/classify", json={"text": "hi"}, headers=AUTH).status_code == 200
+
+
+# ---- OpenAPI -----------------------------------------------------------------------------------------
+def test_openapi_documents_status_codes_and_labels(client):
+    spec = client.get("/openapi.json").json()
+    codes = lambda path, method: set(spec["paths"][path][method]["responses"])  # noqa: E731
+    assert {"200", "401", "413", "415", "422", "429", "503"} <= codes("/v1/classify", "post")
+    assert {"200", "401", "503"} <= codes("/v1/model", "get")
+    assert {"200", "401", "500"} <= codes("/v1/admin/reload", "post")
+    assert {"200", "503"} <= codes("/health/ready", "get")
+    assert "200" in codes("/health/live", "get") and "200" in codes("/metrics", "get")
+    err_ref = spec["paths"]["/v1/classify"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert err_ref["$ref"].endswith("/ErrorResponse")
+    schemas = spec["components"]["schemas"]
+    assert schemas["UrgencyLabel"]["enum"] == list(SCHEMA.urgency)
+    assert set(schemas["ChannelScores"]["properties"]) == set(SCHEMA.prior_channels)
+    post = spec["paths"]["/v1/classify"]["post"]
+    assert "every bad post" in post["description"]
+    assert set(post["requestBody"]["content"]["application/json"]["examples"]) == {"batch", "single"}
+    assert "APIKeyHeader" in spec["components"]["securitySchemes"]
+
+
+# ---- metrics -----------------------------------------------------------------------------------------
+def test_metrics(client, tiny_model):
+    client.post("/v1/classify", json=_posts(TEXTS), headers=AUTH)
+    client.post("/v1/classify", json={"text": ""}, headers=AUTH)
+    text = client.get("/metrics").text
+    assert metric_value(text, "frontline_http_requests_total", route="/v1/classify", method="POST", status="200") >= 1
+    assert metric_value(text, "frontline_http_requests_total", route="/v1/classify", method="POST", status="422") >= 1
+    assert metric_value(text, "frontline_http_request_duration_seconds_count", route="/v1/classify") >= 2
+    assert metric_value(text, "frontline_batch_posts_count") >= 1
+    assert metric_value(text, "frontline_batch_posts_sum") >= 3
+    assert metric_value(text, "frontline_model_info", name="frontline", alias="champion",
+                        version=str(tiny_model.summary["version"])) == 1.0
+    assert metric_value(text, "frontline_personal_data_posts_total", kind="account_number") >= 1
+    client.get("/v1/definitely/not/here")
+    assert metric_value(client.get("/metrics").text, "frontline_http_requests_total", route="unmatched") >= 1
+
+
+# ---- logs --------------------------------------------------------------------------------------------
+SECRET = "zebra-quokka-4242 call me on 555-867-5309"
+
+
+@pytest.mark.parametrize("log_texts", [False, True])
+def test_texts_are_logged_only_when_enabled(tiny_model, caplog, log_texts):
+    caplog.set_level(logging.DEBUG)
+    with TestClient(create_app(settings(tiny_model.uri, log_texts=log_texts))) as c:
+        assert c.post("/v1/classify", json={"posts": [{"id": "a", "text": SECRET}]}, headers=AUTH).status_code == 200
+        c.post("/v1/classify", json={"posts": [{"id": "a", "text": SECRET}, {"id": "b", "text": ""}]}, headers=AUTH)
+        c.post("/v1/classify", json={"posts": [{"id": "a", "text": SECRET * 20}]}, headers=AUTH)
+    assert "classified 1 post(s)" in caplog.text  # the service does log requests...
+    assert ("zebra-quokka" in caplog.text) is log_texts  # ...but the text only when asked to
+
+
+def test_huge_chunked_body_413(client):
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(50):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    r = client.post("/v1/classify", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    _error(r, 413, "payload_too_large")
