@@ -66,7 +66,8 @@ class ObserveRequests:
             return
         started = time.perf_counter()
         rid = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        rid = (rid or uuid.uuid4().hex)[:64]
+        if not rid or len(rid) > 64 or not all(33 <= ord(c) < 127 for c in rid):  # echo only sane ids
+            rid = uuid.uuid4().hex
         status = 500
 
         async def send_wrapper(message: Message) -> None:
@@ -92,7 +93,9 @@ class ObserveRequests:
             method = scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(elapsed)
-            log.info("%s %s -> %d in %.1f ms [%s]", method, route, status, elapsed * 1000, rid)
+            quiet = route.startswith("/health") or route == "/metrics"  # probes and scrapes: every few seconds
+            log.log(logging.DEBUG if quiet else logging.INFO, "%s %s -> %d in %.1f ms [%s]", method, route, status,
+                    elapsed * 1000, rid)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -215,6 +215,7 @@ class Record:
     values: dict | None = None
     error: str | None = None
     excerpt: str | None = None
+    line: int | None = None  # exact physical line, for malformed CSV rows
 
 
 class Source:
@@ -267,9 +268,11 @@ class Source:
         invalid: list[Record] = []
 
         def on_invalid(row) -> str:
-            where = f" (line {row.number})" if row.number is not None and row.number >= 0 else ""
+            line = row.number if row.number is not None and row.number >= 0 else None
+            where = f" (line {line})" if line else ""
             invalid.append(Record(0, error=f"malformed CSV row{where}: expected {row.expected_columns} fields, "
-                                           f"found {row.actual_columns}", excerpt=(row.text or "")[:EXCERPT_CHARS]))
+                                           f"found {row.actual_columns}", excerpt=(row.text or "")[:EXCERPT_CHARS],
+                                  line=line))
             return "skip"
 
         f, self._counter = _open_binary(self.path)
@@ -285,15 +288,18 @@ class Source:
         row = 0
         try:
             for batch in reader:
-                for rec in invalid:
-                    row += 1
-                    rec.row = row
-                    yield rec
+                # A malformed row is reported while its block is parsed, without its position among the block's
+                # good rows: it is counted after them, and its reject carries its exact physical `line`.
+                pending = list(invalid)
                 invalid.clear()
                 cols = {n: batch.column(n).to_pylist() for n in needed}
                 for i in range(batch.num_rows):
                     row += 1
                     yield Record(row, {n: cols[n][i] for n in needed})
+                for rec in pending:
+                    row += 1
+                    rec.row = row
+                    yield rec
             for rec in invalid:
                 row += 1
                 rec.row = row
@@ -400,7 +406,10 @@ def prepare_chunk(records: list[Record], cols: Columns) -> tuple[dict[str, list]
     reasons: Counter = Counter()
 
     def reject(rec: Record, reason: str, ident: str | None, excerpt: str | None) -> None:
-        rejects.append({"row": rec.row, "id": ident, "reason": reason, "excerpt": excerpt})
+        r = {"row": rec.row, "id": ident, "reason": reason, "excerpt": excerpt}
+        if rec.line is not None:
+            r["line"] = rec.line
+        rejects.append(r)
         reasons[_reason_key(reason)] += 1
 
     for rec in records:

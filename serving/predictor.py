@@ -19,8 +19,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from serving.errors import InferenceFailed, ModelUnavailable, Overloaded, ReloadFailed
 from serving.metrics import ServiceMetrics
@@ -282,8 +283,8 @@ class SharedPredictor:
                     if self.resolve_alias(uri) == previous.version:
                         return {"changed": False, "previous": model_ref(previous), "current": model_ref(previous),
                                 "seconds": round(time.perf_counter() - started, 3)}
-                except Exception:  # noqa: BLE001 - resolution problems surface in the load below
-                    pass
+                except Exception as exc:  # noqa: BLE001 - resolution problems surface in the load below
+                    log.debug("could not resolve %s before reloading: %s", uri, exc)
             self.loading = True
             try:
                 loaded = self._load(uri)

@@ -54,7 +54,7 @@ class ClassifyRequest(BaseModel):
     text: str | None = Field(None, description="A single post text; its result has `id: null`.")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "ClassifyRequest":
+    def _one_of(self) -> ClassifyRequest:
         if (self.posts is None) == (self.text is None):
             raise ValueError("give either 'posts' (a list of {id, text}) or 'text' (one post), not both and not neither")
         return self
@@ -133,7 +133,7 @@ class ModelInfo(BaseModel):
     loaded_at: str | None = Field(None, description="When this version started serving (UTC, ISO 8601).")
     labels: dict[str, list[str]] = Field(..., description="Label names per head, in model output order.",
                                          examples=[{h: list(SCHEMA.labels(h)) for h in HEADS}])
-    validation_metrics: dict[str, float] = Field(..., description="The run's validation metrics (`val_*`).")
+    validation_metrics: dict[str, float] = Field(..., description="The served model's validation metrics (`val_*`; the baseline's `val_baseline_*` are left out).")
     review_thresholds: dict[str, float] = Field(..., description="Per-head confidence under which needs_review is set.")
     limits: Limits
 

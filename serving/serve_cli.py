@@ -8,7 +8,7 @@ the same ``Settings``.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
         workers: Annotated[int, typer.Option(min=1, help="Worker processes (each loads the model; prefer replicas).")] = 1,
-        model: Annotated[Optional[str], typer.Option(
+        model: Annotated[str | None, typer.Option(
             help="Model URI or bundle directory [default: FRONTLINE_MODEL_URI or models:/frontline@champion].")] = None,
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     ):

@@ -47,10 +47,10 @@ def train(
     if summary is None:  # a non-zero torchrun rank
         return
     table = Table(title=f"test split — run {summary['run_id']}, version {summary['version']}")
-    for col in ("metric", "frontline", "encoder only", "TF-IDF baseline"):
+    for col in ("metric", "frontline", "encoder, tuned", "encoder, argmax/0.5", "TF-IDF baseline"):
         table.add_column(col)
-    for name, ours, enc, base_ in comparison_table(summary["metrics"]):
-        table.add_row(name, f"{ours:.3f}", f"{enc:.3f}", f"{base_:.3f}")
+    for name, *values in comparison_table(summary["metrics"]):
+        table.add_row(name, *(f"{v:.3f}" for v in values))
     console.print(table)
     console.print(f"best epoch {summary['best_epoch']}, training {summary['train_seconds'] / 60:.1f} min, "
                   f"total {summary['total_seconds'] / 60:.1f} min"

@@ -58,7 +58,8 @@ def build_encoder(base: str, vocab_size: int | None = None) -> nn.Module:
         torch.manual_seed(0)
         return BertModel(tiny_config(vocab_size or 30522), add_pooling_layer=False)
     path = packaged_encoder_path() if base == MINILM else Path(base)
-    return AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+    # float(): a directory may hold half-precision weights; training and export work in fp32
+    return AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False).float()
 
 
 def encoder_from_config(config: dict) -> nn.Module:

@@ -194,6 +194,9 @@ class Predictor:
         onnx_path = self.path / ONNX_FILE
         if runtime == "onnx" or (runtime == "auto" and onnx_path.exists() and _has("onnxruntime")):
             self.backend = OnnxBackend(onnx_path, num_threads)
+        elif not (self.path / WEIGHTS_FILE).exists():
+            raise FileNotFoundError(f"{self.path} holds only the ONNX network ({ONNX_FILE}): install onnxruntime "
+                                    "to use it, or load a bundle with torch weights")
         else:
             self.backend = TorchBackend(self.path, meta, self.schema, num_threads)
         self.runtime = self.backend.name

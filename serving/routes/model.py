@@ -6,7 +6,7 @@ checks which registered version is live after a promotion.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
 
@@ -23,11 +23,12 @@ router = APIRouter(prefix="/v1", tags=["model"])
 async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInfo:
     m = predictor.current
     p = m.predictor
-    loaded_at = datetime.fromtimestamp(predictor.loaded_at, timezone.utc).isoformat() if predictor.loaded_at else None
+    loaded_at = datetime.fromtimestamp(predictor.loaded_at, UTC).isoformat() if predictor.loaded_at else None
     return ModelInfo(
         name=m.name, version=m.version, alias=m.alias, uri=m.uri, run_id=m.run_id, loaded_at=loaded_at,
         labels={h: list(p.schema.labels(h)) for h in HEADS},
-        validation_metrics={k: float(v) for k, v in sorted(p.metrics.items()) if k.startswith("val_")},
+        validation_metrics={k: float(v) for k, v in sorted(p.metrics.items())
+                            if k.startswith("val_") and not k.startswith("val_baseline_")},
         review_thresholds=predictor.review_thresholds(m),
         limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars),
     )

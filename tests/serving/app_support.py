@@ -12,8 +12,8 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 
 def settings(uri: str, **overrides) -> Settings:
     """Settings for a test app: no .env, no environment, auth on, batching on."""
-    base = dict(model_uri=uri, api_keys=[KEY], admin_api_keys=[ADMIN_KEY], max_posts=8, max_text_chars=300,
-                batch_max_wait_ms=20)
+    base = {"model_uri": uri, "api_keys": [KEY], "admin_api_keys": [ADMIN_KEY], "max_posts": 8, "max_text_chars": 300,
+                "batch_max_wait_ms": 20}
     base.update(overrides)
     return Settings(_env_file=None, **base)
 

@@ -28,13 +28,14 @@ def _posts(texts):
 
 
 # ---- contract ----------------------------------------------------------------------------------------
-def test_classify_batch_matches_direct_predictor(client, tiny_model, tiny_predictor):
+def test_classify_batch_matches_direct_predictor(client, tiny_model):
     r = client.post("/v1/classify", json=_posts(TEXTS), headers=AUTH)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == {"name": "frontline", "version": str(tiny_model.summary["version"]), "alias": "champion"}
     assert [x["id"] for x in body["results"]] == ["t0", "t1", "t2"]
-    expected = tiny_predictor.classify(TEXTS, client.app.state.predictor.review_thresholds())
+    served = client.app.state.predictor
+    expected = served.current.predictor.classify(TEXTS, served.review_thresholds())
     for got, want in zip(body["results"], expected):
         for head in ("urgency", "issue_type"):
             assert got[head]["label"] == want[head]["label"]
@@ -67,7 +68,8 @@ def test_model_info(client, tiny_model, tiny_predictor):
     assert info["version"] == str(tiny_model.summary["version"]) and info["alias"] == "champion"
     assert info["name"] == "frontline" and info["run_id"] and info["uri"].startswith("models:/frontline/")
     assert info["labels"] == {h: list(SCHEMA.labels(h)) for h in HEADS}
-    assert info["validation_metrics"] and all(k.startswith("val_") for k in info["validation_metrics"])
+    assert info["validation_metrics"] and all(k.startswith("val_") and not k.startswith("val_baseline")
+                                              for k in info["validation_metrics"])
     assert info["validation_metrics"]["val_urgency_macro_f1"] == pytest.approx(
         tiny_predictor.metrics["val_urgency_macro_f1"])
     assert info["review_thresholds"] == pytest.approx(tiny_predictor.policy.review_thresholds)
@@ -176,7 +178,7 @@ def test_auth_required(client, headers, needle):
               client.get("/v1/model", headers=headers),
               client.post("/v1/admin/reload", headers=headers)):
         err = _error(r, 401, "unauthorized")
-        assert needle in err["message"] and "X-API-Key" in err["message"] or needle == "Invalid API key"
+        assert needle in err["message"]
         assert r.headers["www-authenticate"] == "ApiKey"
 
 
@@ -227,7 +229,8 @@ def test_model_not_loaded_503_then_reload_makes_ready(tiny_model, tmp_path):
         bad = c.post("/v1/admin/reload", json={"uri": str(tmp_path / "still-nothing")}, headers=ADMIN)
         _error(bad, 500, "reload_failed")
         ok = c.post("/v1/admin/reload", json={"uri": str(tiny_model.bundle_dir)}, headers=ADMIN)
-        assert ok.status_code == 200, ok.text and ok.json()["changed"] is True
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["changed"] is True and ok.json()["previous"] is None
         assert c.get("/health/ready").status_code == 200
         assert c.post("/v1/classify", json={"text": "hi"}, headers=AUTH).status_code == 200
 
@@ -247,7 +250,7 @@ def test_background_load_becomes_ready(tiny_model):
 # ---- OpenAPI -----------------------------------------------------------------------------------------
 def test_openapi_documents_status_codes_and_labels(client):
     spec = client.get("/openapi.json").json()
-    codes = lambda path, method: set(spec["paths"][path][method]["responses"])  # noqa: E731
+    codes = lambda path, method: set(spec["paths"][path][method]["responses"])
     assert {"200", "401", "413", "415", "422", "429", "503"} <= codes("/v1/classify", "post")
     assert {"200", "401", "503"} <= codes("/v1/model", "get")
     assert {"200", "401", "500"} <= codes("/v1/admin/reload", "post")

@@ -36,9 +36,12 @@ def test_each_format_in_and_out(tmp_path, tiny_predictor, in_fmt, out_fmt):
     expected_cols = ["id", "created_at", "company", *flat_columns(SCHEMA)]
     expected_cols.insert(expected_cols.index("needs_review") + 1, "contains_personal_data")
     assert list(rows[0]) == expected_cols
-    want = [flatten(r) for r in tiny_predictor.classify([p["text"] for p in posts])]
+    texts = [p["text"] for p in posts]  # the same chunks: batch composition can move int8 scores a hair
+    want = [flatten(r) for i in range(0, 25, 10) for r in tiny_predictor.classify(texts[i:i + 10])]
     for row, p, w in zip(rows, posts, want):
-        assert row["company"] == p["company"] and row["created_at"] == p["created_at"]
+        # an empty company cell falls back to the first @handle the post addresses
+        assert (row["company"] or "") == (p["company"] or company_from_text(p["text"]) or "")
+        assert (row["created_at"] or "") == p["created_at"]
         assert row["urgency"] == w["urgency"] and row["issue_type"] == w["issue_type"]
         assert row["prior_channels"] == w["prior_channels"]
         assert row["tried_other_channel"] == bool(w["prior_channels"])
