@@ -255,7 +255,8 @@ class SharedPredictor:
             return self._loader(uri)
         from training.tracking import load
 
-        return load(uri)
+        return load(uri, runtime=self.settings.runtime, num_threads=self.settings.num_threads,
+                    batch_size=self.settings.batch_max_size)
 
     def resolve_alias(self, uri: str | None = None) -> str | None:
         """The version an alias URI points at now (None for other URIs)."""
@@ -266,7 +267,7 @@ class SharedPredictor:
 
         from training import tracking
 
-        tracking.configure()
+        tracking.configure(read_only=True)
         return str(MlflowClient().get_model_version_by_alias(*ref).version)
 
     def load(self, uri: str | None = None, force: bool = True) -> dict[str, Any]:

@@ -8,7 +8,7 @@ the environment behind their back.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Literal, Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(64, ge=1, description="Most posts in one forward pass of the micro-batcher.")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="How long the micro-batcher waits for more requests to join a batch.")
     max_queue_posts: int = Field(2048, ge=1, description="Posts waiting for the model beyond which calls get a 429.")
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="Network engine: auto = the model's int8 ONNX file with onnxruntime when present, else torch.")
+    num_threads: int | None = Field(None, ge=1, description="Threads for one forward pass (default: the runtime's choice).")
     log_texts: bool = Field(False, description="Log post texts (debugging only: texts carry personal data).")
     reload_poll_seconds: float = Field(0.0, ge=0, description="Re-resolve the model alias this often and hot-swap on change; 0 = off.")
     load_blocking: bool = Field(

@@ -30,13 +30,19 @@ def default_tracking_uri(models_dir: Path = MODELS_DIR) -> str:
     return f"sqlite:///{(models_dir / 'mlflow.db').resolve()}"
 
 
-def configure(tracking_uri: str | None = None, models_dir: Path = MODELS_DIR) -> str:
-    """Point MLflow at the given URI, else ``MLFLOW_TRACKING_URI``, else the local store under ``models/``."""
+def configure(tracking_uri: str | None = None, models_dir: Path = MODELS_DIR, read_only: bool = False) -> str:
+    """Point MLflow at the given URI, else ``MLFLOW_TRACKING_URI``, else the local store under ``models/``.
+
+    ``read_only`` only sets the URIs: a serving replica reading a model needs no write access to the
+    tracking server, so it must not create experiments there.
+    """
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(models_dir)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if read_only:
+        return uri
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = None
         if uri.startswith("sqlite:///"):
@@ -130,20 +136,37 @@ class LoadedModel:
     run_id: str | None = None
 
 
-def load(uri: str) -> LoadedModel:
-    """Load a predictor from a bundle directory or any MLflow model URI (``models:/frontline@champion``)."""
+def load(uri: str, **predictor_kwargs) -> LoadedModel:
+    """Load a predictor from a bundle directory or an MLflow model URI (``models:/frontline@champion``).
+
+    Registry URIs are resolved to a pinned version (a later alias move must not change what was loaded),
+    and the logged bundle is read straight from the artifact store (a local store without copying), so
+    loading costs what the predictor costs, not a pyfunc environment. ``predictor_kwargs`` go to
+    ``Predictor`` (batch_size, num_threads, runtime).
+    """
     from training.predict import BUNDLE_FILE, Predictor
 
-    path = Path(uri)
-    if (path / BUNDLE_FILE).exists():
-        return LoadedModel(Predictor(path), str(path))
-    if (path / "artifacts" / "bundle" / BUNDLE_FILE).exists():  # an MLflow model directory on disk
-        return LoadedModel(Predictor(path / "artifacts" / "bundle"), str(path))
-    configure()
+    def bundle_in(path: Path) -> Path | None:
+        """The bundle itself, or the one an MLflow model directory names as its ``bundle`` artifact."""
+        if (path / BUNDLE_FILE).exists():
+            return path
+        if (path / "MLmodel").exists():
+            import yaml
+
+            flavor = yaml.safe_load((path / "MLmodel").read_text())["flavors"].get("python_function", {})
+            rel = flavor.get("artifacts", {}).get("bundle", {}).get("path")
+            if rel and (path / rel / BUNDLE_FILE).exists():
+                return path / rel
+        return None
+
+    local = bundle_in(Path(uri))
+    if local is not None:
+        return LoadedModel(Predictor(local, **predictor_kwargs), str(uri))
+    configure(read_only=True)
     name = version = alias = run_id = None
+    client = MlflowClient()
     if uri.startswith("models:/"):
         ref = uri.removeprefix("models:/")
-        client = MlflowClient()
         if "@" in ref:
             name, alias = ref.split("@", 1)
             mv = client.get_model_version_by_alias(name, alias)
@@ -151,6 +174,17 @@ def load(uri: str) -> LoadedModel:
             name, version = ref.split("/", 1)
             mv = client.get_model_version(name, version)
         version, run_id = str(mv.version), mv.run_id
-        uri = f"models:/{name}/{version}"  # pin: a later alias move must not change what we loaded
-    model = mlflow.pyfunc.load_model(uri)
-    return LoadedModel(model.unwrap_python_model().predictor, uri, name, version, alias, run_id)
+        uri = f"models:/{name}/{version}"
+        source = client.get_model_version_download_uri(name, version)
+    else:
+        source = uri
+    if source.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        root = Path(unquote(urlparse(source).path))
+    else:
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    bundle = bundle_in(root)
+    if bundle is None:
+        raise FileNotFoundError(f"{uri} is not a frontline model: no {BUNDLE_FILE} under {root}")
+    return LoadedModel(Predictor(bundle, **predictor_kwargs), uri, name, version, alias, run_id)
