@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -41,24 +41,24 @@ def register(app: typer.Typer) -> None:
         input: Annotated[Path, typer.Argument(help="Export to label: .csv, .jsonl or .parquet (.gz for CSV/JSONL).",
                                               exists=True, dir_okay=False)],
         out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv, .jsonl or .parquet).")],
-        in_format: Annotated[Optional[str], typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
-        out_format: Annotated[Optional[str], typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
-        id_col: Annotated[Optional[str], typer.Option(help="Id column (default: id, tweet_id, post_id...).")] = None,
-        text_col: Annotated[Optional[str], typer.Option(help="Text column (default: text, body, message...).")] = None,
-        time_col: Annotated[Optional[str], typer.Option(help="Timestamp column (default: created_at, timestamp...).")] = None,
-        company_col: Annotated[Optional[str], typer.Option(
+        in_format: Annotated[str | None, typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
+        out_format: Annotated[str | None, typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
+        id_col: Annotated[str | None, typer.Option(help="Id column (default: id, tweet_id, post_id...).")] = None,
+        text_col: Annotated[str | None, typer.Option(help="Text column (default: text, body, message...).")] = None,
+        time_col: Annotated[str | None, typer.Option(help="Timestamp column (default: created_at, timestamp...).")] = None,
+        company_col: Annotated[str | None, typer.Option(
             help="Company column (default: company, brand...; else the first @handle the post addresses).")] = None,
-        inbound_col: Annotated[Optional[str], typer.Option(
+        inbound_col: Annotated[str | None, typer.Option(
             help="Boolean column: only rows where it is true are labelled (default: 'inbound' if present; "
                  "'none' labels every row).")] = None,
-        carry: Annotated[Optional[str], typer.Option(help="Extra input columns to carry through, comma-separated.")] = None,
+        carry: Annotated[str | None, typer.Option(help="Extra input columns to carry through, comma-separated.")] = None,
         model: Annotated[str, typer.Option(help="MLflow model URI or bundle directory.")] = DEFAULT_MODEL,
         batch_size: Annotated[int, typer.Option(min=1, help="Posts per model forward pass.")] = 64,
         chunk_rows: Annotated[int, typer.Option(min=1, help="Input rows per chunk / part file (resume unit).")] = 2000,
         resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from OUTPUT.parts/.")] = False,
         restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished run's parts and start over.")] = False,
         keep_parts: Annotated[bool, typer.Option("--keep-parts", help="Keep OUTPUT.parts/ after assembling.")] = False,
-        threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads (default: torch's choice).")] = None,
+        threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the model (default: the runtime's choice).")] = None,
         engine: Annotated[str, typer.Option(help="'local' (streaming, this process) or 'spark' (mlflow spark_udf).")] = "local",
         spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
         progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         labelled: Annotated[Path, typer.Argument(help="Output of `frontline label` (.csv, .jsonl or .parquet).",
                                                  exists=True, dir_okay=True)],
         out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
-        in_format: Annotated[Optional[str], typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
+        in_format: Annotated[str | None, typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
         top_companies: Annotated[int, typer.Option(min=1, help="Companies shown, by volume.")] = 15,
         spike_factor: Annotated[float, typer.Option(help="Spike: day count >= this x trailing median.")] = 3.0,
         spike_window: Annotated[int, typer.Option(min=1, help="Trailing baseline window, days.")] = 7,

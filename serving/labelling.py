@@ -27,10 +27,11 @@ import re
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -240,7 +241,7 @@ class Source:
     def _read_header(self) -> list[str]:
         if self._parquet:
             return list(self._parquet.schema_arrow.names)
-        f, raw = _open_binary(self.path)
+        f, _ = _open_binary(self.path)
         try:
             if self.fmt == "csv":
                 first = f.readline().decode("utf-8-sig", errors="replace")
@@ -580,16 +581,12 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
     if predictor is None:
         from training.tracking import load
 
-        loaded = load(opts.model)
+        loaded = load(opts.model, batch_size=opts.batch_size, num_threads=opts.threads)
         predictor = loaded.predictor
         model_info = {"uri": loaded.uri, "name": loaded.name, "version": loaded.version, "alias": loaded.alias,
                       "run_id": loaded.run_id}
     model_info = model_info or {"uri": opts.model}
     predictor.batch_size = opts.batch_size
-    if opts.threads:
-        import torch
-
-        torch.set_num_threads(opts.threads)
     schema = predictor.schema
     cols = detect_columns(source.header, id_col=opts.id_col, text_col=opts.text_col, time_col=opts.time_col,
                           company_col=opts.company_col, inbound_col=opts.inbound_col, carry=opts.carry, schema=schema)
@@ -630,8 +627,14 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
     throttle = float(os.environ.get(THROTTLE_ENV, "0") or 0)
     labelled_now = 0
     from rich.console import Console
-    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = console or Console(stderr=True)
     bar = Progress(TextColumn("[bold]labelling[/] {task.fields[name]}"), BarColumn(), TaskProgressColumn(),
@@ -660,8 +663,7 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
             os.replace(tmp, part)
             tmp = rej_part.with_name(f".{rej_part.name}.tmp")
             with open(tmp, "w", encoding="utf-8") as f:
-                for r in rejects:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
             os.replace(tmp, rej_part)
             res.seconds = round(time.monotonic() - t0, 3)
             done[key] = asdict(res)

@@ -13,10 +13,10 @@ import html
 import json
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -315,7 +315,8 @@ def line_chart(chart_id: str, days: list[date], counts: list[int], marks: list[t
                    f'fill-opacity="0.15"/><polyline points="{pts}" fill="none" stroke="#3b6ea8" stroke-width="1.6"/>')
         for k in range(min(n, 6)):
             i = round(k * (n - 1) / max(min(n, 6) - 1, 1))
-            out.append(f'<text x="{px(i):.1f}" y="{height - 8}" text-anchor="middle" font-size="11" '
+            anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
+            out.append(f'<text x="{px(i):.1f}" y="{height - 8}" text-anchor="{anchor}" font-size="11" '
                        f'fill="#777">{days[i].isoformat()}</text>')
     index = {d: i for i, d in enumerate(days)}
     for d, v, label in marks:
@@ -341,7 +342,7 @@ def sparklines(chart_id: str, days: list[date], series: list[tuple[str, list[int
         def px(i: int) -> float:
             return label_w + ((width - label_w - right) * i / (n - 1) if n > 1 else 0)
 
-        def py(v: float) -> float:
+        def py(v: float, y0: float = y0, vmax: int = vmax) -> float:
             return y0 + row - 6 - (row - 10) * v / vmax
 
         pts = " ".join(f"{px(i):.1f},{py(c):.1f}" for i, c in enumerate(counts))
@@ -382,7 +383,7 @@ section{background:#fff;border:1px solid #e3e5e8;border-radius:8px;padding:16px 
 .kpi{background:#fff;border:1px solid #e3e5e8;border-radius:8px;padding:10px 12px}
 .kpi b{display:block;font-size:22px}.kpi span{font-size:12px;color:#666}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:5px 8px;border-bottom:1px solid #eee;text-align:left}
-th{color:#555;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{color:#555;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .note{color:#666;font-size:13px}.alert{color:#c62d2d;font-weight:600}
 @media (max-width:800px){.grid{grid-template-columns:1fr}.kpis{grid-template-columns:repeat(3,1fr)}}
 """
@@ -399,7 +400,7 @@ def render(agg: Aggregate, opts: ReportOptions, source: str) -> tuple[str, list[
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
              f"content=\"width=device-width, initial-scale=1\"><title>{E(opts.title)}</title><style>{CSS}</style>"
              f"</head><body><main><h1>{E(opts.title)}</h1>"
-             f"<div class=\"sub\">{E(source)} · generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</div>"
+             f"<div class=\"sub\">{E(source)} · generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</div>"
              "<div class=\"kpis\">"
              + "".join(f'<div class="kpi"><b>{E(v)}</b><span>{E(t)}</span></div>' for v, t in kpis) + "</div>"]
 
@@ -438,8 +439,8 @@ def render(agg: Aggregate, opts: ReportOptions, source: str) -> tuple[str, list[
         for co, cnt in topc:
             vals = {c: 100 * agg.company_channels[co].get(c, 0) / cnt for c in s.prior_channels}
             crow.append((co, vals, f"{_pct(agg.company_tried.get(co, 0), cnt)} tried"))
-        table = ["<table><tr><th>company</th><th>posts</th><th>tried another channel</th><th>top channel</th>"
-                 f"<th>{E(' / '.join(s.urgency[-2:]))}</th><th>top issue</th></tr>"]
+        table = [("<table><tr><th>company</th><th class=n>posts</th><th class=n>tried another channel</th>"
+                  f"<th>top channel</th><th class=n>{E(' / '.join(s.urgency[-2:]))}</th><th>top issue</th></tr>")]
         for co, cnt in topc:
             tc = agg.company_channels[co].most_common(1)
             ti = agg.company_issue[co].most_common(1)
@@ -467,8 +468,9 @@ def render(agg: Aggregate, opts: ReportOptions, source: str) -> tuple[str, list[
         for ser in agg.daily.values():
             total.update(ser)
         counts = [total.get(d, 0) for d in days]
-        marks = [(sp.day, total.get(sp.day, 0), f"{sp.day}: {sp.issue_type} spike, {sp.count} posts "
-                  f"({sp.factor:.1f}× trailing median {sp.baseline:g})") for sp in spikes]
+        marks = [(sp.day, total.get(sp.day, 0), (f"{sp.day}: {sp.issue_type} spike, {sp.count} posts "
+                                                 f"({sp.factor:.1f}× trailing median {sp.baseline:g})"))
+                 for sp in spikes]
         parts.append(f'<section><h2>Volume per day</h2><p class="note">{agg.with_time:,} of {n:,} posts have a '
                      f'timestamp; {first} to {last} (UTC days). Red dots: days with an issue-type spike.</p>'
                      + line_chart("chart-volume", days, counts, marks) + "</section>")
@@ -480,8 +482,8 @@ def render(agg: Aggregate, opts: ReportOptions, source: str) -> tuple[str, list[
             spike_html = (f'<p class="alert">{len(spikes)} spike(s): an issue type\'s daily volume jumped to at least '
                           f'{opts.spike_factor:g}× its trailing {opts.spike_window}-day median (and at least '
                           f'{opts.spike_min_count} posts). Check for an outage or incident on these days.</p>'
-                          '<table id="spikes"><tr><th>day</th><th>issue type</th><th>posts</th>'
-                          f'<th>trailing median</th><th>factor</th></tr>{srows}</table>')
+                          '<table id="spikes"><tr><th>day</th><th>issue type</th><th class=n>posts</th>'
+                          f'<th class=n>trailing median</th><th class=n>factor</th></tr>{srows}</table>')
         else:
             spike_html = (f'<p class="note" id="spikes">No spikes: no issue type reached {opts.spike_factor:g}× its '
                           f'trailing {opts.spike_window}-day median with at least {opts.spike_min_count} posts.</p>')

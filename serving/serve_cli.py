@@ -34,5 +34,10 @@ def register(app: typer.Typer) -> None:
         if model:
             os.environ["FRONTLINE_MODEL_URI"] = model
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from training.release import ensure_champion_for
+
+        shipped = ensure_champion_for(os.environ.get("FRONTLINE_MODEL_URI", "models:/frontline@champion"))
+        if shipped:
+            logging.getLogger("frontline").info("registered the shipped release as frontline version %s (champion)", shipped)
         uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level)

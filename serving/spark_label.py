@@ -15,8 +15,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.labelling import (CHANNEL_SEP, INBOUND_CANDIDATES, LabelError, _TRUE, _atomic_write_text,  # noqa: F401
-                               detect_columns, detect_format, output_schema, side_paths)
+from serving.labelling import (
+    _TRUE,
+    CHANNEL_SEP,
+    LabelError,
+    _atomic_write_text,
+    detect_columns,
+    detect_format,
+    output_schema,
+    side_paths,
+)
 from training.predict import flat_columns
 from training.schema import SCHEMA
 

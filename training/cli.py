@@ -33,7 +33,7 @@ def train(
     export_onnx: Annotated[bool, typer.Option(help="Add the int8 ONNX runtime to the model (kept if it passes parity).")] = True,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training posts (smoke runs).")] = None,
     register: bool = True,
-    promote_if_none: Annotated[bool, typer.Option(help="Make this version champion when there is none.")] = True,
+    promote: Annotated[bool, typer.Option(help="Make this version champion if there is none or it is at least as good on validation.")] = True,
     summary_json: Annotated[Optional[Path], typer.Option(help="Also write the run summary here.")] = None,
 ):
     """Fine-tune, evaluate against the TF-IDF baseline, log to MLflow and register as 'frontline'."""
@@ -43,7 +43,7 @@ def train(
     cfg = TrainConfig(data=str(data), base=base, epochs=epochs, batch_size=batch_size, lr_encoder=lr_encoder,
                       lr_heads=lr_heads, max_length=max_length, class_weight_power=class_weight_power,
                       patience=patience, seed=seed, fuse_lexical=fuse_lexical, export_onnx=export_onnx, limit=limit)
-    summary = run(cfg, register=register, promote_if_none=promote_if_none)
+    summary = run(cfg, register=register, promote=promote)
     if summary is None:  # a non-zero torchrun rank
         return
     table = Table(title=f"test split — run {summary['run_id']}, version {summary['version']}")
@@ -54,7 +54,8 @@ def train(
     console.print(table)
     console.print(f"best epoch {summary['best_epoch']}, training {summary['train_seconds'] / 60:.1f} min, "
                   f"total {summary['total_seconds'] / 60:.1f} min"
-                  + (" — promoted to champion" if summary["promoted"] else ""))
+                  + (" — promoted to champion" if summary["promoted"] else "")
+                  + (f" — not promoted: {summary['promotion_refused']}" if summary.get("promotion_refused") else ""))
     if summary_json:
         summary_json.write_text(json.dumps(summary, indent=2, default=str))
 

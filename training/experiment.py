@@ -30,7 +30,7 @@ def _prefixed(prefix: str, metrics: dict) -> dict:
     return {f"{prefix}_{k}": float(v) for k, v in metrics.items()}
 
 
-def run(cfg: TrainConfig, register: bool = True, promote_if_none: bool = True, out_dir: Path | None = None,
+def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: Path | None = None,
         progress: bool = True) -> dict | None:
     """Train and log one run; return a summary dict on rank 0 (None on other ranks)."""
     started = time.perf_counter()
@@ -94,10 +94,13 @@ def run(cfg: TrainConfig, register: bool = True, promote_if_none: bool = True, o
                 metrics.update(parity)
             version = tracking.log_model(bundle_dir, register=register)
 
-        promoted = False
-        if register and promote_if_none and tracking.champion() is None:
-            tracking.promote(version)
-            promoted = True
+        promoted, refused = False, None
+        if register and promote:  # champion when there is none, or when at least as good on validation
+            try:
+                tracking.promote(version)
+                promoted = True
+            except tracking.PromotionRefused as exc:
+                refused = str(exc)
         run_id = active.info.run_id
         mlflow.end_run()
     except BaseException:
@@ -106,7 +109,7 @@ def run(cfg: TrainConfig, register: bool = True, promote_if_none: bool = True, o
     finally:
         finish_distributed()
     return {
-        "run_id": run_id, "version": version, "promoted": promoted, "metrics": metrics,
+        "run_id": run_id, "version": version, "promoted": promoted, "promotion_refused": refused, "metrics": metrics,
         "policy": policy.to_dict(), "history": result.history, "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds, "total_seconds": time.perf_counter() - started,
     }

@@ -91,3 +91,10 @@ def ensure_champion(release_dir: Path = RELEASE_DIR) -> str | None:
         version = tracking.log_model(release_dir)
     tracking.promote(version, force=True)
     return version
+
+
+def ensure_champion_for(uri: str) -> str | None:
+    """``ensure_champion`` when ``uri`` is the default champion alias (a fresh clone's first start)."""
+    from training.tracking import CHAMPION, MODEL_NAME
+
+    return ensure_champion() if uri == f"models:/{MODEL_NAME}@{CHAMPION}" else None

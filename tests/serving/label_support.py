@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,8 +40,7 @@ def write_rows(path: Path, rows: list[dict], fmt: str | None = None) -> Path:
             w.writerows(rows)
     elif fmt == "jsonl":
         with open(path, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     else:
         pq.write_table(pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in cols}), path)
     return path
@@ -86,7 +83,7 @@ def make_twcs_csv(path: Path, n_inbound: int = 12) -> tuple[Path, list[str], lis
     Returns (path, inbound tweet ids, reply tweet ids)."""
     texts = [p["text"] for p in sample_posts(n_inbound)]
     brands = ["AppleSupport", "AmazonHelp", "Delta", "SpotifyCares"]
-    t0 = datetime(2017, 10, 31, 22, 10, 47, tzinfo=timezone.utc)
+    t0 = datetime(2017, 10, 31, 22, 10, 47, tzinfo=UTC)
     rows, inbound, replies = [], [], []
     tid = 1000
     for i, text in enumerate(texts):
@@ -112,8 +109,3 @@ def make_twcs_csv(path: Path, n_inbound: int = 12) -> tuple[Path, list[str], lis
         w.writerows(rows)
     return path, inbound, replies
 
-
-def frontline(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the `frontline` console command in a subprocess (the installed entry point's app)."""
-    cmd = [sys.executable, "-c", "from serving.cli import app; app(prog_name='frontline')", *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

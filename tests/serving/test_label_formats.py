@@ -8,10 +8,23 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from serving.labelling import (LabelError, LabelOptions, company_from_text, detect_columns, detect_format,
-                               run_label, side_paths)
-from tests.serving.label_support import (make_twcs_csv, read_output, read_rejects, read_summary, sample_posts,
-                                         write_rows)
+from serving.labelling import (
+    LabelError,
+    LabelOptions,
+    company_from_text,
+    detect_columns,
+    detect_format,
+    run_label,
+    side_paths,
+)
+from tests.serving.label_support import (
+    make_twcs_csv,
+    read_output,
+    read_rejects,
+    read_summary,
+    sample_posts,
+    write_rows,
+)
 from training.predict import flat_columns, flatten
 from training.schema import SCHEMA
 
@@ -62,7 +75,8 @@ def test_shipped_data_with_no_options(tmp_path, tiny_model):
     out = tmp_path / "train_labelled.parquet"
     res = CliRunner().invoke(_app(), ["label", "data/train.jsonl", "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
-    n = sum(1 for line in open("data/train.jsonl") if line.strip())
+    with open("data/train.jsonl", encoding="utf-8") as f:
+        n = sum(1 for line in f if line.strip())
     s = read_summary(out)
     assert s["labelled"] == s["rows_read"] == n and s["rejected"] == 0
     assert s["columns"]["id"] == "id" and s["columns"]["time"] == "created_at" and s["columns"]["company"] == "company"
@@ -73,7 +87,7 @@ def test_shipped_data_with_no_options(tmp_path, tiny_model):
 
 
 def test_twcs_layout_with_no_options(tmp_path, tiny_model):
-    src, inbound, replies = make_twcs_csv(tmp_path / "twcs.csv", n_inbound=12)
+    src, inbound, _replies = make_twcs_csv(tmp_path / "twcs.csv", n_inbound=12)
     out = tmp_path / "twcs_labelled.jsonl"
     res = CliRunner().invoke(_app(), ["label", str(src), "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output

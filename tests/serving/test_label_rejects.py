@@ -8,7 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serving.labelling import LabelOptions, run_label
-from tests.serving.label_support import read_output, read_rejects, read_summary, sample_posts
+from tests.serving.label_support import (
+    read_output,
+    read_rejects,
+    read_summary,
+    sample_posts,
+)
 
 
 def _label(predictor, src, out, **kw):

@@ -12,8 +12,20 @@ import time
 
 import pytest
 
-from serving.labelling import THROTTLE_ENV, LabelError, LabelOptions, run_label, side_paths
-from tests.serving.label_support import ROOT, read_output, read_rejects, read_summary, sample_posts
+from serving.labelling import (
+    THROTTLE_ENV,
+    LabelError,
+    LabelOptions,
+    run_label,
+    side_paths,
+)
+from tests.serving.label_support import (
+    ROOT,
+    read_output,
+    read_rejects,
+    read_summary,
+    sample_posts,
+)
 
 
 def _input(tmp_path, n=240):

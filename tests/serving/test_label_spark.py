@@ -10,7 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from serving.labelling import LabelOptions, run_label
-from tests.serving.label_support import read_output, read_rejects, sample_posts, write_rows
+from tests.serving.label_support import (
+    read_output,
+    read_rejects,
+    sample_posts,
+    write_rows,
+)
 
 pytestmark = [
     pytest.mark.spark,
