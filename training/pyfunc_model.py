@@ -8,9 +8,14 @@ columns ``training.predict.flat_columns()``.
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+
+# The input is a DataFrame of texts; its signature comes from the logged input example, not type hints.
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class FrontlineModel(PythonModel):
