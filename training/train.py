@@ -50,7 +50,7 @@ class TrainConfig:
     patience: int = 2
     seed: int = 13
     fuse_lexical: bool = True
-    export_onnx: bool = True  # int8 ONNX for onnxruntime, kept only if it passes parity on validation
+    export_onnx: bool = True  # ONNX for onnxruntime, int8 where it keeps parity with torch (training.export)
     review_precision: float = 0.8
     limit: int | None = None  # train on the first N training posts (tests, smoke runs)
     normaliser: dict = field(default_factory=lambda: NormaliserConfig().to_dict())
