@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -44,11 +45,14 @@ class Peer:
 
     def start(self, timeout: float = 180.0) -> float:
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # logs go to a file: an unread pipe fills up and blocks the server mid-benchmark
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         while time.perf_counter() - t0 < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.proc.stderr.read().decode()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"{self.name} exited: {self.log.read().decode()[-2000:]}")
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 c.request("GET", self.ready_path)
@@ -99,9 +103,15 @@ def load(peer: Peer, batches: list[list[str]], concurrency: int) -> tuple[list[f
                 batch = queue.pop()
             path, body, headers = peer.body(batch)
             t0 = time.perf_counter()
-            conn.request("POST", path, body, headers)
-            resp = conn.getresponse()
-            data = resp.read()
+            try:
+                conn.request("POST", path, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except OSError as exc:  # a timeout or reset is a failed call, never a silently dead client
+                with lock:
+                    errors.append(repr(exc))
+                conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=60)
+                continue
             dt = time.perf_counter() - t0
             with lock:
                 latencies.append(dt * 1000)
@@ -146,12 +156,14 @@ def main() -> None:
     ap.add_argument("--model", default="models:/frontline@champion")
     ap.add_argument("--requests", type=int, default=400, help="single-post calls at concurrency 8")
     ap.add_argument("--batches", type=int, default=40, help="64-post calls for the throughput figure")
+    ap.add_argument("--no-peer", action="store_true", help="measure frontline only (tuning runs; writes no results)")
     args = ap.parse_args()
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
            "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'models' / 'mlflow.db'}")
     bin_ = Path(sys.executable).parent
+    env["PATH"] = f"{bin_}{os.pathsep}{env.get('PATH', '')}"  # mlflow models serve execs `uvicorn` from PATH
     peers = [
         Frontline("frontline", [str(bin_ / "frontline"), "serve", "--host", "127.0.0.1", "--port", "8181",
                                 "--model", args.model],
@@ -161,11 +173,13 @@ def main() -> None:
                     8182, "/ping", env),
     ]
     results = {}
-    for peer in peers:
+    for peer in peers[:1] if args.no_peer else peers:
         print(f"measuring {peer.name} ...", flush=True)
         results[peer.name] = measure(peer, args.requests, args.batches)
         print(json.dumps(results[peer.name], indent=1), flush=True)
 
+    if args.no_peer:
+        return
     ours, peer = results["frontline"], results["mlflow models serve"]
     ratio = ours["throughput_posts_s"] / peer["throughput_posts_s"]
     rows = [

@@ -45,7 +45,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per-head confidence under which a post needs_review, overriding the model\'s tuned values; JSON, e.g. {"urgency": 0.6}.')
     batch_max_size: int = Field(64, ge=1, description="Most posts in one forward pass of the micro-batcher.")
-    batch_max_wait_ms: float = Field(5.0, ge=0, description="How long the micro-batcher waits for more requests to join a batch.")
+    batch_max_wait_ms: float = Field(
+        0.0, ge=0, description="How long the micro-batcher waits for more requests to join a batch; 0 = continuous "
+                               "batching: a batch takes whatever queued while the model was busy.")
+    forward_batch_size: int = Field(
+        16, ge=1, description="Posts per forward pass inside a micro-batch, sorted by length so short posts are not "
+                              "padded to the longest (64 random posts in one pass: 230 posts/s; in passes of 16: 424).")
     max_queue_posts: int = Field(2048, ge=1, description="Posts waiting for the model beyond which calls get a 429.")
     runtime: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Network engine: auto = the model's int8 ONNX file with onnxruntime when present, else torch.")

@@ -1,4 +1,8 @@
-"""``frontline train | evaluate | promote``: the ML engineer's commands (typer + rich)."""
+"""``frontline train | evaluate | promote``: the ML engineer's commands (typer + rich).
+
+Imports of the heavy stack (torch, transformers, datasets, mlflow) happen inside the commands, so that
+``frontline serve`` and ``frontline label``, which share this app, start without them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from training.model import MINILM
-
 app = typer.Typer(help="frontline: triage of complaint posts (urgency, issue type, prior channels).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
@@ -20,7 +22,7 @@ console = Console()
 @app.command()
 def train(
     data: Annotated[Path, typer.Option(help="Labelled JSONL file.")] = Path(__file__).resolve().parent.parent / "data" / "train.jsonl",
-    base: Annotated[str, typer.Option(help="'minilm' (packaged encoder), 'tiny' (random, for tests) or a local directory.")] = MINILM,
+    base: Annotated[str, typer.Option(help="'minilm' (packaged encoder), 'tiny' (random, for tests) or a local directory.")] = "minilm",
     epochs: Annotated[int, typer.Option(min=1)] = 6,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr_encoder: float = 8e-5,

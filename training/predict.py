@@ -151,6 +151,13 @@ class OnnxBackend:
         opts.intra_op_num_threads = num_threads or min(4, os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No memory arena: with it, RSS grows to the largest batch ever seen and stays there (+280 MB
+        # measured on MiniLM), for no measurable speed gain on 2 cores.
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
+        # Idle intra-op threads sleep instead of spinning: in a server they share the cores with the
+        # event loop, and spinning burned CPU that HTTP handling needed.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

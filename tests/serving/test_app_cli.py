@@ -34,3 +34,14 @@ def test_settings_read_dotenv(tmp_path, monkeypatch):
     d = Settings(_env_file=None)
     assert d.api_keys == [] and d.model_uri == "models:/frontline@champion" and d.max_posts == 64
     assert d.log_texts is False and d.reload_poll_seconds == 0 and d.api_key_header == "X-API-Key"
+
+
+def test_the_cli_imports_no_torch_until_a_training_command_runs():
+    """`frontline serve` / `label` share the typer app with `train`: the serving path must stay torch-free."""
+    import subprocess
+    import sys
+
+    code = "import sys, serving.cli; print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
