@@ -256,7 +256,7 @@ class SharedPredictor:
         from training.tracking import load
 
         return load(uri, runtime=self.settings.runtime, num_threads=self.settings.num_threads,
-                    batch_size=self.settings.forward_batch_size)
+                    batch_size=self.settings.forward_batch_size, shared_cpu=True)
 
     def resolve_alias(self, uri: str | None = None) -> str | None:
         """The version an alias URI points at now (None for other URIs)."""
