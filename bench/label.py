@@ -68,6 +68,16 @@ def build_export(path: Path, rows: int, seed: int = 0) -> None:
             w.writerow([f"p{i:07d}", ts, companies[j], texts[j]])
 
 
+def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """Run a command under /usr/bin/time: wall seconds, its peak RSS in MB, its stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed: {proc.stderr[-3000:]}")
+    return wall, int(proc.stderr.strip().splitlines()[-1]) / 1024, proc.stdout
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
@@ -93,14 +103,8 @@ def main() -> None:
         build_export(export, args.rows)
         print(f"built {args.rows} rows ({export.stat().st_size / 1e6:.1f} MB); labelling with frontline ...", flush=True)
         out = tmp / "labelled.parquet"
-        cmd = ["/usr/bin/time", "-f", "%M", str(bin_ / "frontline"), "label", str(export), "--out", str(out),
-               "--model", args.model, "--no-progress"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        ours_wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-3000:])
-        ours_rss = int(proc.stderr.strip().splitlines()[-1]) / 1024
+        ours_wall, ours_rss, _ = timed([str(bin_ / "frontline"), "label", str(export), "--out", str(out),
+                                        "--model", args.model, "--no-progress"], env)
         summary = json.loads(Path(f"{out}.summary.json").read_text())
         ours_rate = summary["labelled"] / ours_wall
         print(f"frontline: {summary['labelled']} labelled in {ours_wall:.1f}s = {ours_rate:.0f} posts/s, "
@@ -108,14 +112,8 @@ def main() -> None:
 
         peer_rows = min(args.peer_rows, args.rows)
         print(f"peer: transformers pipeline over {peer_rows} rows ...", flush=True)
-        cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-c", PEER, str(bundle), str(export), str(peer_rows)]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        peer_wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-3000:])
-        peer_rss = int(proc.stderr.strip().splitlines()[-1]) / 1024
-        peer = json.loads(proc.stdout.strip().splitlines()[-1])
+        peer_wall, peer_rss, out_ = timed([sys.executable, "-c", PEER, str(bundle), str(export), str(peer_rows)], env)
+        peer = json.loads(out_.strip().splitlines()[-1])
         peer_rate = peer["rows"] / peer_wall
         print(f"peer: {peer['rows']} rows in {peer_wall:.1f}s = {peer_rate:.0f} posts/s, peak RSS {peer_rss:.0f} MB")
 

@@ -497,7 +497,9 @@ def write_table(table: pa.Table, path: Path, fmt: str) -> None:
 
 
 @dataclass
-class LabelOptions:
+class ExportOptions:
+    """What to read, where to write, which columns mean what, which model: shared by both engines."""
+
     input: Path
     output: Path
     in_format: str | None = None
@@ -509,6 +511,12 @@ class LabelOptions:
     inbound_col: str | None = None
     carry: list[str] = field(default_factory=list)
     model: str = "models:/frontline@champion"
+
+
+@dataclass
+class LabelOptions(ExportOptions):
+    """The local streaming engine's options."""
+
     batch_size: int = 64
     chunk_rows: int = 2000
     resume: bool = False

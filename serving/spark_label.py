@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from serving.labelling import (
+    ExportOptions,
     _TRUE,
     CHANNEL_SEP,
     LabelError,
@@ -33,18 +33,7 @@ _HANDLE_RE = r"@(\d*[A-Za-z_][A-Za-z0-9_]*)"
 
 
 @dataclass
-class SparkOptions:
-    input: Path
-    output: Path
-    in_format: str | None = None
-    out_format: str | None = None
-    id_col: str | None = None
-    text_col: str | None = None
-    time_col: str | None = None
-    company_col: str | None = None
-    inbound_col: str | None = None
-    carry: list[str] = field(default_factory=list)
-    model: str = "models:/frontline@champion"
+class SparkOptions(ExportOptions):
     master: str = "local[*]"
 
 
