@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from training.predict import flat_columns, flatten
+from training.predict import flat_column_kinds, flat_columns, flatten
 from training.schema import SCHEMA, LabelSchema
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -162,16 +162,9 @@ def company_from_text(text: str) -> str | None:
 
 def output_schema(cols: Columns, schema: LabelSchema = SCHEMA) -> pa.Schema:
     fields = [pa.field(n, pa.string()) for n in cols.output_extra()]
-    for name in flat_columns(schema):
-        if name in ("urgency", "issue_type"):
-            typ = pa.string()
-        elif name == "prior_channels":
-            typ = pa.list_(pa.string())
-        elif name in ("tried_other_channel", "needs_review"):
-            typ = pa.bool_()
-        else:
-            typ = pa.float64()
-        fields.append(pa.field(name, typ))
+    arrow = {"label": pa.string(), "labels": pa.list_(pa.string()), "flag": pa.bool_(), "score": pa.float64()}
+    for name, kind in flat_column_kinds(schema):
+        fields.append(pa.field(name, arrow[kind]))
         if name == "needs_review":
             fields.append(pa.field("contains_personal_data", pa.bool_()))
     return pa.schema(fields)

@@ -25,7 +25,7 @@ from serving.labelling import (
     output_schema,
     side_paths,
 )
-from training.predict import flat_columns
+from training.predict import flat_column_kinds
 from training.schema import SCHEMA
 
 # first @handle that is not all digits (TWCS anonymises customers to numbers): same rule as company_from_text
@@ -41,17 +41,9 @@ def result_type():
     """The pyfunc's output (``flat_columns``) as a Spark struct."""
     from pyspark.sql import types as T
 
-    fields = []
-    for name in flat_columns(SCHEMA):
-        if name in ("urgency", "issue_type"):
-            typ = T.StringType()
-        elif name == "prior_channels":
-            typ = T.ArrayType(T.StringType())
-        elif name in ("tried_other_channel", "needs_review"):
-            typ = T.BooleanType()
-        else:
-            typ = T.DoubleType()
-        fields.append(T.StructField(name, typ))
+    spark = {"label": T.StringType(), "labels": T.ArrayType(T.StringType()), "flag": T.BooleanType(),
+             "score": T.DoubleType()}
+    fields = [T.StructField(name, spark[kind]) for name, kind in flat_column_kinds(SCHEMA)]
     return T.StructType(fields)
 
 

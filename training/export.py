@@ -121,10 +121,16 @@ def export_bundle_runtime(bundle_dir: Path, model: nn.Module, val_texts: list[st
         fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
         heads, ffn = matmul_groups(fp32)
 
+        tried: dict[tuple[int, ...], tuple[Path, dict[str, float]]] = {}
+
         def attempt(keep_layers: list[int]) -> tuple[Path, dict[str, float]]:
-            path = Path(tmp) / f"int8-{'-'.join(map(str, keep_layers)) or 'all'}.onnx"
-            quantize_int8(fp32, path, heads + [n for k in keep_layers for n in ffn[k]])
-            return path, val.agreement(path)
+            """Quantise with these feed-forward blocks in fp32 and score it (once per set of blocks)."""
+            key = tuple(keep_layers)
+            if key not in tried:
+                path = Path(tmp) / f"int8-{'-'.join(map(str, key)) or 'all'}.onnx"
+                quantize_int8(fp32, path, heads + [n for k in key for n in ffn[k]])
+                tried[key] = (path, val.agreement(path))
+            return tried[key]
 
         passes = (lambda a: min(a.values()) >= PARITY_MIN["int8"])
         fp32_agree = val.agreement(fp32)

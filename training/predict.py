@@ -286,13 +286,20 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def flat_column_kinds(schema: LabelSchema = SCHEMA) -> list[tuple[str, str]]:
+    """(name, kind) of each flat result column; kind is ``label`` (string), ``labels`` (list of strings),
+    ``flag`` (bool) or ``score`` (float). Writers map kinds to their own types (Arrow, Spark)."""
+    cols = [("urgency", "label"), ("urgency_score", "score"), ("issue_type", "label"), ("issue_type_score", "score"),
+            ("prior_channels", "labels"), ("tried_other_channel", "flag"), ("prior_channels_score", "score"),
+            ("needs_review", "flag")]
+    for head in HEADS:
+        cols += [(f"{head}__{label}", "score") for label in schema.labels(head)]
+    return cols
+
+
 def flat_columns(schema: LabelSchema = SCHEMA) -> list[str]:
     """Column names of the flat (tabular) result: the export format and the MLflow model's output."""
-    cols = ["urgency", "urgency_score", "issue_type", "issue_type_score", "prior_channels",
-            "tried_other_channel", "prior_channels_score", "needs_review"]
-    for head in HEADS:
-        cols += [f"{head}__{label}" for label in schema.labels(head)]
-    return cols
+    return [name for name, _ in flat_column_kinds(schema)]
 
 
 def flatten(result: dict) -> dict:

@@ -30,7 +30,7 @@ from training.data import DEFAULT_DATA, Targets, load_splits
 from training.evaluate import compute_metrics
 from training.model import MINILM, MultiHeadClassifier, build_encoder, load_tokenizer
 from training.normalise import NormaliserConfig, normalise
-from training.predict import Policy
+from training.predict import Policy, pad
 from training.schema import SCHEMA
 
 
@@ -117,13 +117,8 @@ class Encoded:
         self.pad = tokenizer.pad_token_id
 
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(self.lengths[i] for i in idx)
-        ids = torch.full((len(idx), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, : self.lengths[i]] = torch.tensor(self.ids[i])
-            mask[r, : self.lengths[i]] = 1
-        return ids, mask
+        ids, mask = pad([self.ids[i] for i in idx], self.pad)
+        return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 @torch.inference_mode()
