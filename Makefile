@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run train test install system-deps checklist bench
+.PHONY: run train test install system-deps checklist bench cv cv-distilled label-review
 
 $(BIN)/frontline: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,14 @@ run: install
 
 train: install
 	$(BIN)/frontline train
+
+# The long runs behind `make train`, each run once and kept as data artefacts (see README "Cross-validation"):
+cv: install             # 5-fold CV of the multi-task recipe: the teacher ensemble (~50 min on 2 cores)
+	$(BIN)/frontline cv --out data/cv/multitask
+cv-distilled: install   # 5-fold CV of the distilled student: the shipped recipe's yardstick and policy (~50 min)
+	$(BIN)/frontline cv --soft-targets data/cv/multitask/oof.npz --out data/cv/distilled
+label-review: install   # confident learning on the out-of-fold predictions -> data/label_review.csv
+	$(BIN)/frontline label-review --oof data/cv/multitask/oof.npz
 
 test: install system-deps
 	$(BIN)/python -m pytest -q

@@ -57,6 +57,12 @@ class PostsInvalid(ApiError):
     status_code, type = 422, "validation_error"
 
 
+class OperatingPointUnavailable(ApiError):
+    """The call asked for a review trade-off (``review``) that the served model has no curves for."""
+
+    status_code, type = 422, "operating_point_unavailable"
+
+
 class TooManyPosts(ApiError):
     status_code, type = 413, "too_many_posts"
 
@@ -116,7 +122,8 @@ DESCRIPTIONS = {
     401: "Missing or invalid API key.",
     413: "Too many posts in one call (or body too large).",
     415: "Content-Type is not application/json.",
-    422: "Malformed JSON, or one or more invalid posts: every bad post is listed by index.",
+    422: "Malformed JSON, or one or more invalid posts (every bad post is listed by index), or a `review` "
+         "operating point the served model cannot give.",
     429: "Too many posts queued; retry after the Retry-After seconds.",
     500: "Unexpected failure (for reload: the previous model keeps serving).",
     503: "No model loaded yet (or loading failed).",

@@ -475,9 +475,11 @@ def write_table(table: pa.Table, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         pq.write_table(table, path)
     elif fmt == "csv":
-        idx = table.schema.get_field_index("prior_channels")
-        chans = [CHANNEL_SEP.join(c or []) for c in table.column(idx).to_pylist()]
-        table = table.set_column(idx, "prior_channels", pa.array(chans, pa.string()))
+        for name, kind in flat_column_kinds():
+            idx = table.schema.get_field_index(name)
+            if kind == "labels" and idx >= 0:  # lists (prior_channels, review_reasons) as names joined by '|'
+                joined = [CHANNEL_SEP.join(c or []) for c in table.column(idx).to_pylist()]
+                table = table.set_column(idx, name, pa.array(joined, pa.string()))
         pacsv.write_csv(table, path)
     else:
         with open(path, "w", encoding="utf-8") as f:

@@ -35,6 +35,8 @@ class ServiceMetrics:
         self.predictions = Counter("frontline_predictions", "Predicted labels by head (prior_channels: each channel, or none).",
                                    ["head", "label"], registry=r)
         self.needs_review = Counter("frontline_needs_review", "Posts flagged needs_review.", registry=r)
+        self.review_reasons = Counter("frontline_review_reasons", "Review reasons given, by reason (a post may have several).",
+                                      ["reason"], registry=r)
         self.personal_data = Counter("frontline_personal_data_posts", "Posts found to contain personal data, by kind.",
                                      ["kind"], registry=r)
         self.model_info = Gauge("frontline_model_info", "The model being served (value 1).",

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.errors import InferenceFailed, ModelUnavailable, Overloaded, ReloadFailed
+from serving.errors import InferenceFailed, ModelUnavailable, OperatingPointUnavailable, Overloaded, ReloadFailed
 from serving.metrics import ServiceMetrics
 from serving.settings import Settings
 from training.schema import HEADS, SCHEMA
@@ -174,6 +174,19 @@ class MicroBatcher:
             start += len(j.texts)
 
 
+class ProbabilityRows:
+    """A micro-batch's probabilities (output name → array), sliceable by post so each caller gets its rows."""
+
+    def __init__(self, probs: dict):
+        self.probs = probs
+
+    def __len__(self) -> int:
+        return len(next(iter(self.probs.values())))
+
+    def __getitem__(self, rows: slice) -> "ProbabilityRows":
+        return ProbabilityRows({k: v[rows] for k, v in self.probs.items()})
+
+
 def model_ref(loaded: Any) -> dict[str, str | None]:
     return {"name": loaded.name, "version": loaded.version, "alias": loaded.alias}
 
@@ -226,13 +239,33 @@ class SharedPredictor:
                 **self.settings.review_thresholds}
 
     # ---- inference ---------------------------------------------------------------------------------
-    def _run_batch(self, texts: list[str]) -> tuple[Any, list[dict]]:
+    def _run_batch(self, texts: list[str]) -> tuple[Any, "ProbabilityRows"]:
+        """The worker thread's part: one forward pass for the whole micro-batch. Decisions are made per
+        call afterwards (``classify``), since each call may ask for its own review operating point."""
         model = self.current  # one reference for the whole batch: a concurrent swap does not affect it
         try:
-            results = model.predictor.classify(texts, self.review_thresholds(model))
+            probs = model.predictor.probabilities(texts)
         except Exception as exc:
             log.error("inference failed on a batch of %d posts: %s", len(texts), type(exc).__name__)
             raise InferenceFailed(f"The model failed on this batch ({type(exc).__name__}).") from exc
+        return model, ProbabilityRows(probs)
+
+    def policy(self, model: Any, review: Any | None = None) -> Any:
+        """The policy a call is decided with: the model's, at the call's operating point if it asks for one,
+        with the configured per-head thresholds on top."""
+        p = model.predictor
+        target = getattr(review, "target_accuracy", None)
+        recall = getattr(review, "critical_recall", None)
+        try:
+            return p.policy_for(self.settings.review_thresholds or None, target, recall)
+        except ValueError as exc:  # a model without stored operating points
+            raise OperatingPointUnavailable(str(exc)) from exc
+
+    async def classify(self, texts: list[str], review: Any | None = None) -> tuple[Any, list[dict]]:
+        """Classify ``texts`` as part of a micro-batch; returns (the model that answered, results)."""
+        self.current  # noqa: B018 - fail fast with 503 rather than queueing for nothing
+        model, rows = await self.batcher.classify(texts)
+        results = model.predictor.results(rows.probs, policy=self.policy(model, review))
         m = self.metrics
         m.posts.inc(len(results))
         for r in results:
@@ -242,12 +275,9 @@ class SharedPredictor:
                 m.predictions.labels("prior_channels", c).inc()
             if r["needs_review"]:
                 m.needs_review.inc()
+            for reason in r["review_reasons"]:
+                m.review_reasons.labels(reason).inc()
         return model, results
-
-    async def classify(self, texts: list[str]) -> tuple[Any, list[dict]]:
-        """Classify ``texts`` as part of a micro-batch; returns (the model that answered, results)."""
-        self.current  # noqa: B018 - fail fast with 503 rather than queueing for nothing
-        return await self.batcher.classify(texts)
 
     # ---- loading -----------------------------------------------------------------------------------
     def _load(self, uri: str) -> Any:

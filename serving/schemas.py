@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from serving.pii import KINDS
-from training.schema import HEADS, SCHEMA
+from training.schema import HEADS, REVIEW_REASONS, SCHEMA
 
 
 def _enum(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -29,6 +29,7 @@ UrgencyLabel = _enum("UrgencyLabel", SCHEMA.urgency)
 IssueTypeLabel = _enum("IssueTypeLabel", SCHEMA.issue_type)
 Channel = _enum("Channel", SCHEMA.prior_channels)
 PersonalDataKind = _enum("PersonalDataKind", KINDS)
+ReviewReason = _enum("ReviewReason", REVIEW_REASONS)
 UrgencyScores = _scores("UrgencyScores", SCHEMA.urgency, "Probability of each urgency level (they sum to 1).")
 IssueTypeScores = _scores("IssueTypeScores", SCHEMA.issue_type, "Probability of each issue type (they sum to 1).")
 ChannelScores = _scores("ChannelScores", SCHEMA.prior_channels,
@@ -47,11 +48,26 @@ class Post(BaseModel):
                       examples=[EXAMPLE_TEXT])
 
 
+class ReviewOptions(BaseModel):
+    """This call's own review trade-off, read off the model's out-of-fold curves (``GET /v1/model``).
+    Omitted fields keep the model's default operating point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_accuracy: float | None = Field(
+        None, ge=0.5, le=0.999, description="Per head, flag posts under the confidence at which the posts kept were "
+                                            "right this often out-of-fold (higher: fewer errors pass, more review).")
+    critical_recall: float | None = Field(
+        None, ge=0.5, le=1.0, description="Set the critical safety net to catch this share of critical posts "
+                                          "(predicted critical or flagged `possible_critical`).")
+
+
 class ClassifyRequest(BaseModel):
     """Either ``posts`` (a batch, up to max_posts) or ``text`` (one post, convenience). Give exactly one."""
 
     posts: list[Post] | None = Field(None, min_length=1, description="The posts to classify, 1 to max_posts.")
     text: str | None = Field(None, description="A single post text; its result has `id: null`.")
+    review: ReviewOptions | None = Field(None, description="Optional: this call's review trade-off.")
 
     @model_validator(mode="after")
     def _one_of(self) -> ClassifyRequest:
@@ -107,7 +123,11 @@ class Result(BaseModel):
     urgency: UrgencyPrediction
     issue_type: IssueTypePrediction
     prior_channels: PriorChannelsPrediction
-    needs_review: bool = Field(..., description="A head's confidence is under its review threshold: have a person look.")
+    needs_review: bool = Field(..., description="Have a person look: true when review_reasons is not empty.")
+    review_reasons: list[ReviewReason] = Field(  # type: ignore[valid-type]
+        ..., description="Why: each head whose confidence is under its review threshold (`urgency`, `issue_type`, "
+                         "`prior_channels`), and `possible_critical` when the critical probability clears the "
+                         "safety-net threshold although another urgency won.")
     contains_personal_data: bool = Field(..., description="The text holds an e-mail, phone, card or account/order number.")
     personal_data: list[PersonalDataKind] = Field(..., description="Which kinds were found.")  # type: ignore[valid-type]
 
@@ -135,6 +155,11 @@ class ModelInfo(BaseModel):
                                          examples=[{h: list(SCHEMA.labels(h)) for h in HEADS}])
     validation_metrics: dict[str, float] = Field(..., description="The served model's validation metrics (`val_*`; the baseline's `val_baseline_*` are left out).")
     review_thresholds: dict[str, float] = Field(..., description="Per-head confidence under which needs_review is set.")
+    critical_threshold: float | None = Field(None, description="Critical probability at which `possible_critical` is raised.")
+    operating_point: dict[str, float] = Field(
+        default_factory=dict, description="The default trade-off: `review_accuracy` (accuracy of unflagged posts per head) "
+                                          "and `critical_recall` it was tuned for, out-of-fold.")
+    cv_metrics: dict[str, float] = Field(default_factory=dict, description="Cross-validated means (`cv_*_mean`) of the recipe.")
     limits: Limits
 
 

@@ -137,8 +137,10 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
     names = output_schema(cols).names
     out = pred.select(*[F.col(n) if n in cols.output_extra() or n == "contains_personal_data" else F.col(f"_p.{n}")
                         .alias(n) for n in names])
-    if out_fmt == "csv":
-        out = out.withColumn("prior_channels", F.concat_ws(CHANNEL_SEP, "prior_channels"))
+    if out_fmt == "csv":  # lists (prior_channels, review_reasons) as names joined by '|'
+        for name, kind in flat_column_kinds():
+            if kind == "labels":
+                out = out.withColumn(name, F.concat_ws(CHANNEL_SEP, name))
     target = str(opts.output.resolve())
     writer = out.write.mode("overwrite")
     if out_fmt == "parquet":

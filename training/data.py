@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from training.schema import SCHEMA, LabelSchema
 
@@ -113,19 +114,55 @@ def _strata(ds: datasets.Dataset, min_size: int = 10) -> list[str]:
     return [k if counts[k] >= min_size else k.split("|")[0] for k in coarse]
 
 
+def _fold_singletons(strata: np.ndarray) -> np.ndarray:
+    """A stratum with one member in the held-out part cannot be split in two: fold it into its urgency."""
+    counts = Counter(strata.tolist())
+    out = np.array([k if counts[k] >= 2 else k.split("|")[0] for k in strata.tolist()], dtype=object)
+    counts = Counter(out.tolist())
+    small = [k for k in counts if counts[k] < 2]
+    if len(small) == 1:  # a lone leftover joins the largest stratum rather than stand alone
+        out[out == small[0]] = max(counts, key=counts.get)
+    elif small:
+        out[np.isin(out, small)] = "rest"
+    return out
+
+
 def split(ds: datasets.Dataset, seed: int = 13, fractions=(0.8, 0.1, 0.1)) -> datasets.DatasetDict:
     """Deterministic stratified train / validation / test split."""
     ds = ds.sort("id")
     idx = np.arange(len(ds))
     strata = np.array(_strata(ds))
     rest = fractions[1] + fractions[2]
-    train_idx, hold_idx = train_test_split(idx, test_size=rest, stratify=strata, random_state=seed)
+    train_idx, hold_idx = train_test_split(idx, test_size=rest, stratify=_fold_singletons(strata), random_state=seed)
     val_idx, test_idx = train_test_split(
-        hold_idx, test_size=fractions[2] / rest, stratify=strata[hold_idx], random_state=seed
+        hold_idx, test_size=fractions[2] / rest, stratify=_fold_singletons(strata[hold_idx]), random_state=seed
     )
     return datasets.DatasetDict(
         {name: ds.select(sorted(part)) for name, part in zip(SPLITS, (train_idx, val_idx, test_idx))}
     )
+
+
+def duplicate_key(text: str) -> str:
+    """What makes two posts the same post for cross-validation: the normalised text (``training.normalise``:
+    every handle is ``@user``, every link ``http``), lower-cased, punctuation and spacing ignored. A
+    re-post of one complaint to another handle or with another link, in two folds, would let a fold be
+    scored on text it trained on."""
+    from training.normalise import normalise
+
+    return re.sub(r"[\W_]+", " ", normalise(text).lower()).strip()
+
+
+def cv_folds(ds: datasets.Dataset, k: int = 5, seed: int = 13) -> np.ndarray:
+    """Fold number (0..k-1) of every row of ``ds`` (rows in the order given): stratified on urgency ×
+    issue type × tried-another-channel, with normalised-text duplicates always in the same fold."""
+    strata = np.array(_strata(ds, min_size=k))
+    keys = [duplicate_key(t) for t in ds["text"]]
+    groups = np.unique(keys, return_inverse=True)[1]
+    folds = np.empty(len(ds), dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for f, (_, test) in enumerate(splitter.split(np.zeros(len(ds)), strata, groups)):
+        folds[test] = f
+    return folds
 
 
 def load_splits(path: Path | str = DEFAULT_DATA, seed: int = 13) -> datasets.DatasetDict:
@@ -146,6 +183,12 @@ class Targets:
         for r, chans in enumerate(ds["prior_channels"]):
             multi[r, chans] = 1.0
         return cls(np.asarray(ds["urgency"]), np.asarray(ds["issue_type"]), multi)
+
+    def subset(self, idx) -> "Targets":
+        return Targets(self.urgency[idx], self.issue_type[idx], self.prior_channels[idx])
+
+    def __len__(self) -> int:
+        return len(self.urgency)
 
 
 def data_hash(path: Path | str, splits: datasets.DatasetDict | None = None) -> str:

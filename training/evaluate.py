@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from training.data import Targets
-from training.predict import Policy
+from training.policy import Policy
 from training.schema import SCHEMA, LabelSchema
 
 SELECTION_METRICS = ("urgency_macro_f1", "issue_type_macro_f1", "tried_other_channel_f1")
@@ -56,6 +56,7 @@ def compute_metrics(y: Targets, probs: dict[str, np.ndarray], policy: Policy, sc
     m["urgency_qwk"] = float(cohen_kappa_score(y.urgency, d["urgency"], weights="quadratic", labels=list(range(n_urg))))
     crit = schema.urgency.index("critical")
     m["urgency_critical_recall"] = float((d["urgency"][y.urgency == crit] == crit).mean()) if (y.urgency == crit).any() else 0.0
+    m["urgency_critical_precision"] = float((y.urgency[d["urgency"] == crit] == crit).mean()) if (d["urgency"] == crit).any() else 0.0
     m.update(_per_class("urgency", y.urgency, d["urgency"], schema.urgency))
 
     n_iss = len(schema.issue_type)
@@ -75,7 +76,21 @@ def compute_metrics(y: Targets, probs: dict[str, np.ndarray], policy: Policy, sc
     m["urgency_ece"] = expected_calibration_error(d["confidence"]["urgency"], d["urgency"] == y.urgency)
     m["issue_type_ece"] = expected_calibration_error(d["confidence"]["issue_type"], d["issue_type"] == y.issue_type)
     m["prior_channels_ece"] = expected_calibration_error(d["confidence"]["prior_channels"], pred_ch.any(1) == true_ch.any(1))
+    # Selective prediction: how often a person is asked to look, and how right the rest are.
+    kept = ~d["needs_review"]
     m["needs_review_rate"] = float(d["needs_review"].mean())
+    for r, flags in d["review_reasons"].items():
+        m[f"review_{r}_rate"] = float(flags.mean())
+    heads_unsure = np.zeros(len(kept), dtype=bool)
+    for h in ("urgency", "issue_type", "prior_channels"):
+        heads_unsure |= d["review_reasons"][h]
+    m["review_heads_rate"] = float(heads_unsure.mean())  # flagged by an unsure head, the safety net aside
+    m["kept_urgency_accuracy"] = float((d["urgency"] == y.urgency)[kept].mean()) if kept.any() else 0.0
+    m["kept_issue_type_accuracy"] = float((d["issue_type"] == y.issue_type)[kept].mean()) if kept.any() else 0.0
+    m["kept_tried_accuracy"] = float((pred_ch.any(1) == true_ch.any(1))[kept].mean()) if kept.any() else 0.0
+    is_crit = y.urgency == crit
+    caught = (d["urgency"] == crit) | d["review_reasons"]["possible_critical"]
+    m["possible_critical_recall"] = float(caught[is_crit].mean()) if is_crit.any() else 0.0
     m["selection_score"] = selection_score(m)
     return m
 

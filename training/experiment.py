@@ -1,8 +1,16 @@
 """One tracked training run, end to end: train → fit the lexical half → tune → evaluate → log → register.
 
-The test split is touched only here, after every choice has been made on validation, and the baseline
-(TF-IDF + logistic regression alone, argmax / 0.5) is scored on the same split in the same run, so the
-comparison in MLflow and in the README is like for like.
+Two ways to choose the decision policy:
+
+- **out-of-fold** (the default when ``data/cv/oof.npz`` matches the data and the recipe): the model trains
+  on train + validation for the recipe's fixed epochs, and the policy is tuned on the ~10,000
+  cross-validated out-of-fold predictions (``training.crossval``); the run also carries the CV figures
+  (``cv_*``, mean and sd), which promotion compares;
+- **validation split** (no matching out-of-fold file: other data, another recipe, a smoke run): early
+  stopping and the policy on the validation split, as before.
+
+The test split is touched only here, after every choice has been made, and the baseline (TF-IDF +
+logistic regression alone, argmax / 0.5) is scored on the same split in the same run.
 """
 
 from __future__ import annotations
@@ -10,19 +18,21 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
 
 from training import tracking
-from training.data import data_hash
+from training.crossval import CV_DIR, OutOfFold
+from training.data import Targets, data_hash, read_labelled
 from training.export import export_bundle_runtime
 from training.evaluate import compute_metrics, save_plots
 from training.lexical import LexicalModel
 from training.normalise import NormaliserConfig
-from training.predict import BUNDLE_FILE, Policy, save_bundle
-from training.train import TrainConfig, finish_distributed, predict_encoded, rank_is_main, train
+from training.policy import Policy
+from training.predict import BUNDLE_FILE, save_bundle
+from training.train import RECIPE_FIELDS, TrainConfig, recipe, finish_distributed, predict_encoded, rank_is_main, train
 from training.tune import tune_policy
 
 
@@ -30,10 +40,25 @@ def _prefixed(prefix: str, metrics: dict) -> dict:
     return {f"{prefix}_{k}": float(v) for k, v in metrics.items()}
 
 
+def matching_oof(cfg: TrainConfig, path: Path | None = None) -> tuple | None:
+    """(OutOfFold, its cv_metrics.json) when the stored out-of-fold predictions were made on this data with
+    this recipe; None otherwise (the run then tunes on its validation split)."""
+    path = Path(path) if path else CV_DIR / "oof.npz"
+    if cfg.limit or not path.exists():
+        return None
+    oof = OutOfFold(path)
+    if oof.sha256 != data_hash(cfg.data) or {k: oof.recipe.get(k) for k in RECIPE_FIELDS} != recipe(cfg):
+        return None
+    cv_file = path.parent / "cv_metrics.json"
+    return oof, (json.loads(cv_file.read_text()) if cv_file.exists() else None)
+
+
 def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: Path | None = None,
-        progress: bool = True) -> dict | None:
+        progress: bool = True, oof_path: Path | None = None) -> dict | None:
     """Train and log one run; return a summary dict on rank 0 (None on other ranks)."""
     started = time.perf_counter()
+    oof = matching_oof(cfg, oof_path)
+    cfg = replace(cfg, merge_validation=oof is not None)
 
     if rank_is_main():
         tracking.configure()
@@ -56,25 +81,36 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         lexical = LexicalModel().fit(splits["train"]["text"], y["train"])
         lex = {s: lexical.predict_proba(splits[s]["text"]) for s in ("validation", "test")}
 
-        policy = tune_policy(y["validation"], enc["validation"], lex["validation"] if cfg.fuse_lexical else None,
-                             cfg.review_precision)
+        if oof is not None:  # the policy from out-of-fold predictions on all labelled posts
+            everything = read_labelled(cfg.data).sort("id")
+            y_tune, (enc_tune, lex_tune) = Targets.of(everything), oof[0].aligned(everything["id"])
+        else:
+            y_tune, enc_tune, lex_tune = y["validation"], enc["validation"], lex["validation"]
+        policy = tune_policy(y_tune, enc_tune, lex_tune if cfg.fuse_lexical else None, cfg.review_accuracy,
+                             cfg.critical_recall)
         fused = {s: policy.fuse(enc[s], lex[s] if cfg.fuse_lexical else None) for s in ("validation", "test")}
 
         metrics = {}
-        metrics.update(_prefixed("val", compute_metrics(y["validation"], fused["validation"], policy)))
+        if oof is None:
+            metrics.update(_prefixed("val", compute_metrics(y["validation"], fused["validation"], policy)))
+            metrics.update(_prefixed("val_baseline", compute_metrics(y["validation"], lex["validation"], Policy())))
+        elif oof[1] is not None:  # the yardstick: cross-validated mean and sd of the same recipe
+            for row, values in oof[1]["rows"].items():
+                prefix = "cv" if row == "frontline" else f"cv_{row}"
+                metrics.update({f"{prefix}_{k}_{s}": v[s] for k, v in values.items() if "__" not in k for s in ("mean", "sd")})
         metrics.update(_prefixed("test", compute_metrics(y["test"], fused["test"], policy)))
         metrics.update(_prefixed("test_encoder_only", compute_metrics(y["test"], enc["test"], Policy())))
-        # the ablation in between: the encoder with its own policy tuned on validation, no lexical half
-        enc_policy = tune_policy(y["validation"], enc["validation"], None, cfg.review_precision)
+        # the ablation in between: the encoder with its own policy, no lexical half
+        enc_policy = tune_policy(y_tune, enc_tune, None, cfg.review_accuracy, cfg.critical_recall)
         metrics.update(_prefixed("test_encoder_tuned", compute_metrics(y["test"], enc["test"], enc_policy)))
         metrics.update(_prefixed("test_baseline", compute_metrics(y["test"], lex["test"], Policy())))
-        metrics.update(_prefixed("val_baseline", compute_metrics(y["validation"], lex["validation"], Policy())))
         metrics["train_seconds"] = result.train_seconds
         metrics["best_epoch"] = result.best_epoch
         mlflow.log_metrics(metrics)
         mlflow.log_params({"data_sha256": data_hash(cfg.data, splits), "n_train": len(splits["train"]),
                            "n_validation": len(splits["validation"]), "n_test": len(splits["test"])})
-        mlflow.set_tags({"base": cfg.base, "best_epoch": result.best_epoch})
+        summary_source = "cv_out_of_fold" if oof is not None else "validation_split"
+        mlflow.set_tags({"base": cfg.base, "best_epoch": result.best_epoch, "policy_source": summary_source})
 
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -87,6 +123,10 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
             save_bundle(bundle_dir, result.model, result.tokenizer, policy,
                         normaliser=NormaliserConfig.from_dict(cfg.normaliser), max_length=cfg.max_length,
                         base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics)
+            meta = json.loads((bundle_dir / BUNDLE_FILE).read_text())
+            meta.update(recipe=recipe(cfg), policy_source=summary_source,
+                        n_labelled=len({i for n in ("train", "validation", "test") for i in splits[n]["id"]}))
+            (bundle_dir / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
             if cfg.export_onnx:
                 lexical_probs = lex if cfg.fuse_lexical else {"validation": None, "test": None}
                 parity, runtime = export_bundle_runtime(
@@ -119,6 +159,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         "run_id": run_id, "version": version, "promoted": promoted, "promotion_refused": refused, "metrics": metrics,
         "policy": policy.to_dict(), "history": result.history, "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds, "total_seconds": time.perf_counter() - started,
+        "policy_source": "cv_out_of_fold" if oof is not None else "validation_split",
     }
 
 

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.predict import ONNX_FILE, OnnxBackend, Policy, Predictor
+from training.model import output_names, probabilities
+from training.policy import Policy
+from training.predict import ONNX_FILE, OnnxBackend, Predictor
 from training.schema import HEADS
 
 PARITY_MIN = {"fp32": 0.99, "int8": 0.98}
@@ -38,8 +40,7 @@ class _Probabilities(nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask):
-        u, i, c = self.model(input_ids, attention_mask)
-        return torch.softmax(u, -1), torch.softmax(i, -1), torch.sigmoid(c)
+        return probabilities(self.model(input_ids, attention_mask))
 
 
 def export_onnx(model: nn.Module, path: Path, opset: int = 17) -> Path:
@@ -47,10 +48,11 @@ def export_onnx(model: nn.Module, path: Path, opset: int = 17) -> Path:
     ids = torch.ones((2, 16), dtype=torch.long)
     mask = torch.ones((2, 16), dtype=torch.long)
     dyn = {0: "batch", 1: "tokens"}
+    names = output_names(model)
     torch.onnx.export(
         _Probabilities(model), (ids, mask), str(path), dynamo=False, opset_version=opset,
-        input_names=["input_ids", "attention_mask"], output_names=list(HEADS),
-        dynamic_axes={"input_ids": dyn, "attention_mask": dyn, **{h: {0: "batch"} for h in HEADS}},
+        input_names=["input_ids", "attention_mask"], output_names=names,
+        dynamic_axes={"input_ids": dyn, "attention_mask": dyn, **{h: {0: "batch"} for h in names}},
     )
     return path
 

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 from training.normalise import NormaliserConfig, normalise
-from training.schema import SCHEMA, LabelSchema
+from training.schema import SCHEMA, TRIED, LabelSchema
 
 if TYPE_CHECKING:  # inference must not import the data stack (datasets)
     from training.data import Targets
@@ -37,6 +37,7 @@ class LexicalModel:
         self.urgency = self._lr()
         self.issue_type = self._lr()
         self.channels: list[LogisticRegression | None] = []
+        self.tried: LogisticRegression | None = None  # any channel: the tried-another-channel output
 
     def _lr(self) -> LogisticRegression:
         return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
@@ -53,6 +54,8 @@ class LexicalModel:
         for c in range(len(self.schema.prior_channels)):
             col = y.prior_channels[:, c]
             self.channels.append(self._lr().fit(x, col) if 0 < col.sum() < len(col) else None)
+        tried = y.prior_channels.any(1)
+        self.tried = self._lr().fit(x, tried) if 0 < tried.sum() < len(tried) else None
         return self
 
     @staticmethod
@@ -68,8 +71,11 @@ class LexicalModel:
         for c, model in enumerate(self.channels):
             if model is not None:
                 channels[:, c] = model.predict_proba(x)[:, 1]
-        return {
+        out = {
             "urgency": self._full(self.urgency, x, len(self.schema.urgency)),
             "issue_type": self._full(self.issue_type, x, len(self.schema.issue_type)),
             "prior_channels": channels,
         }
+        if getattr(self, "tried", None) is not None:  # pickles saved before the tried output lack it
+            out[TRIED] = self.tried.predict_proba(x)[:, 1].astype(np.float32)
+        return out

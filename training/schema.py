@@ -28,6 +28,13 @@ PRIOR_CHANNELS: tuple[str, ...] = ("phone", "email", "chat", "in_person", "web_o
 SINGLE_LABEL_HEADS: tuple[str, ...] = ("urgency", "issue_type")
 MULTI_LABEL_HEADS: tuple[str, ...] = ("prior_channels",)
 HEADS: tuple[str, ...] = SINGLE_LABEL_HEADS + MULTI_LABEL_HEADS
+# The model's extra output: probability that the customer tried at least one other channel (any of them).
+# It is not a head of the API (the API's prior_channels.tried_other_channel is decided from it).
+TRIED = "tried_other_channel"
+OUTPUTS: tuple[str, ...] = HEADS + (TRIED,)
+# Why a post needs review: a head whose confidence is under its threshold, or the critical safety net
+# (the critical probability is high enough to matter although another urgency won).
+REVIEW_REASONS: tuple[str, ...] = HEADS + ("possible_critical",)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ version at least as good on validation as the current champion, unless forced.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -81,12 +81,27 @@ class Version:
     version: str
     run_id: str
     score: float | None
+    scores: dict = field(default_factory=dict)  # yardstick → value
+
+    def compare(self, other: "Version") -> tuple[str, float, float] | None:
+        """(yardstick, mine, theirs) on the best yardstick both versions have; None if they share none."""
+        for k in YARDSTICKS:
+            if k in self.scores and k in other.scores:
+                return k, self.scores[k], other.scores[k]
+        return None
+
+
+# Yardsticks promotion compares, best first: the cross-validated mean (runs whose policy came from
+# out-of-fold predictions carry it) and the validation split's score (single-split runs).
+YARDSTICKS = ("cv_selection_score_mean", "val_selection_score")
 
 
 def _version(client: MlflowClient, version: str) -> Version:
     mv = client.get_model_version(MODEL_NAME, version)
-    run = client.get_run(mv.run_id)
-    return Version(str(mv.version), mv.run_id, run.data.metrics.get("val_selection_score"))
+    metrics = client.get_run(mv.run_id).data.metrics
+    scores = {k: metrics[k] for k in YARDSTICKS if k in metrics}
+    first = next(iter(scores.values()), None)
+    return Version(str(mv.version), mv.run_id, first, scores)
 
 
 def champion(client: MlflowClient | None = None) -> Version | None:
@@ -115,10 +130,12 @@ def promote(version: str | None = None, force: bool = False) -> tuple[Version, V
     if current and current.version == candidate.version:
         return candidate, current
     if current and not force and current.score is not None:
-        if candidate.score is None or candidate.score < current.score:
+        shared = candidate.compare(current)
+        if candidate.score is None or (shared is not None and shared[1] < shared[2]):
+            mine, theirs = (shared[1], shared[2]) if shared else (candidate.score, current.score)
             raise PromotionRefused(
-                f"version {candidate.version} scores {candidate.score} on validation, below champion "
-                f"version {current.version} ({current.score:.4f}); use --force to promote anyway"
+                f"version {candidate.version} scores {mine} ({shared[0] if shared else 'no score'}), below champion "
+                f"version {current.version} ({theirs:.4f}); use --force to promote anyway"
             )
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, candidate.version)
     return candidate, current

@@ -15,12 +15,15 @@ early-stopping decision needs no messages, and only rank 0 writes anything.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -28,17 +31,17 @@ from torch import nn
 
 from training.data import DEFAULT_DATA, Targets, load_splits
 from training.evaluate import compute_metrics
-from training.model import MINILM, MultiHeadClassifier, build_encoder, load_tokenizer
+from training.model import MINILM, MultiHeadClassifier, build_encoder, load_tokenizer, output_names, probabilities
 from training.normalise import NormaliserConfig, normalise
 from training.predict import Policy, pad
-from training.schema import SCHEMA
+from training.schema import SCHEMA, TRIED
 
 
 @dataclass
 class TrainConfig:
     data: str = str(DEFAULT_DATA)
     base: str = MINILM
-    epochs: int = 6
+    epochs: int = 3
     batch_size: int = 32
     lr_encoder: float = 8e-5
     lr_heads: float = 2e-3
@@ -51,9 +54,48 @@ class TrainConfig:
     seed: int = 13
     fuse_lexical: bool = True
     export_onnx: bool = True  # ONNX for onnxruntime, int8 where it keeps parity with torch (training.export)
-    review_precision: float = 0.8
+    review_accuracy: float = 0.85  # needs_review: posts not flagged are right this often (out-of-fold)
+    critical_recall: float = 0.90  # the critical safety net catches this share of critical posts (out-of-fold)
     limit: int | None = None  # train on the first N training posts (tests, smoke runs)
+    tried_head: bool = True  # the dedicated tried-another-channel output (training.model)
+    merge_validation: bool = False  # train on train + validation, fixed epochs; policy from CV out-of-fold
+    distill_alpha: float = 0.0  # weight of the teacher's soft targets in the loss (0 = no distillation)
+    soft_targets: str | None = None  # the teacher: an out-of-fold file of `frontline cv` (data/cv/<name>/oof.npz)
     normaliser: dict = field(default_factory=lambda: NormaliserConfig().to_dict())
+
+
+# What defines the network a recipe trains: two runs agreeing on these train the same model (seeded), so
+# out-of-fold predictions of one may tune the policy of the other.
+RECIPE_FIELDS = ("base", "epochs", "batch_size", "lr_encoder", "lr_heads", "weight_decay", "warmup_ratio",
+                 "max_length", "dropout", "class_weight_power", "seed", "tried_head", "normaliser", "distill_alpha",
+                 "soft_targets")
+
+
+def recipe(cfg: "TrainConfig") -> dict:
+    out = {k: getattr(cfg, k) for k in RECIPE_FIELDS}
+    if out["soft_targets"]:  # the teacher by content, not by where it lies on this machine
+        out["soft_targets"] = hashlib.sha256(Path(out["soft_targets"]).read_bytes()).hexdigest()[:16]
+    return out
+
+
+def teacher_targets(cfg: "TrainConfig", ids) -> dict[str, np.ndarray] | None:
+    """The teacher's soft targets for these ids: its out-of-fold probabilities, blended with its TF-IDF half
+    as the decision policy would blend them (so the student also learns what the lexical model knows)."""
+    if not (cfg.soft_targets and cfg.distill_alpha > 0):
+        return None
+    from training.crossval import OutOfFold
+    from training.data import read_labelled
+    from training.policy import Policy
+    from training.tune import tune_lexical_weight
+
+    oof = OutOfFold(Path(cfg.soft_targets))
+    everything = read_labelled(cfg.data).sort("id")
+    enc, lex = oof.aligned(everything["id"])
+    weights = tune_lexical_weight(Targets.of(everything), enc, lex)
+    fused = Policy(lexical_weight=weights).fuse(enc, lex)
+    pos = {i: n for n, i in enumerate(everything["id"])}
+    idx = np.array([pos[i] for i in ids])
+    return {k: v[idx] for k, v in fused.items()}
 
 
 @dataclass
@@ -116,6 +158,12 @@ class Encoded:
         self.lengths = [len(x) for x in self.ids]
         self.pad = tokenizer.pad_token_id
 
+    def subset(self, idx) -> "Encoded":
+        out = copy.copy(self)
+        out.ids = [self.ids[i] for i in idx]
+        out.lengths = [self.lengths[i] for i in idx]
+        return out
+
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = pad([self.ids[i] for i in idx], self.pad)
         return torch.from_numpy(ids), torch.from_numpy(mask)
@@ -123,17 +171,25 @@ class Encoded:
 
 @torch.inference_mode()
 def predict_encoded(model: nn.Module, enc: Encoded, batch_size: int = 128, device="cpu") -> dict[str, np.ndarray]:
+    """Probabilities for every post of ``enc``, in its order: one array per model output (``OUTPUTS``)."""
     model.eval()
     order = sorted(range(len(enc.ids)), key=lambda i: enc.lengths[i])
-    outs = {"urgency": [], "issue_type": [], "prior_channels": []}
+    names = output_names(model)
+    outs: dict[str, list] = {n: [] for n in names}
     for s in range(0, len(order), batch_size):
         ids, mask = enc.batch(order[s : s + batch_size])
-        u, i, c = model(ids.to(device), mask.to(device))
-        outs["urgency"].append(torch.softmax(u, -1).float().cpu().numpy())
-        outs["issue_type"].append(torch.softmax(i, -1).float().cpu().numpy())
-        outs["prior_channels"].append(torch.sigmoid(c).float().cpu().numpy())
+        for n, p in zip(names, probabilities(model(ids.to(device), mask.to(device)))):
+            outs[n].append(p.float().cpu().numpy())
     inverse = np.argsort(order)
     return {h: np.concatenate(v)[inverse] for h, v in outs.items()}
+
+
+@dataclass
+class Fitted:
+    model: MultiHeadClassifier
+    history: list[dict]
+    best_epoch: int
+    train_seconds: float
 
 
 @dataclass
@@ -148,26 +204,41 @@ class TrainResult:
     encoded: dict
 
 
-def train(cfg: TrainConfig, on_epoch=None, progress: bool = True) -> TrainResult:
-    """Fine-tune the multi-head model; ``on_epoch(epoch, metrics)`` is called on rank 0 after each epoch."""
+def soft_loss(outputs: tuple, soft: list[torch.Tensor]) -> torch.Tensor:
+    """Distillation: cross-entropy against the teacher's probabilities (softmax heads), binary
+    cross-entropy against them (channels, tried)."""
+    u, i, c, *tried = outputs
+    loss = -(soft[0] * torch.log_softmax(u, -1)).sum(-1).mean() - (soft[1] * torch.log_softmax(i, -1)).sum(-1).mean()
+    loss = loss + nn.functional.binary_cross_entropy_with_logits(c, soft[2])
+    if tried:
+        loss = loss + nn.functional.binary_cross_entropy_with_logits(tried[0], soft[3])
+    return loss
+
+
+def fit(cfg: TrainConfig, train_enc: Encoded, y: Targets, val_enc: Encoded | None = None, y_val: Targets | None = None,
+        vocab_size: int | None = None, on_epoch=None, progress: bool = True, label: str = "",
+        soft: dict[str, np.ndarray] | None = None) -> Fitted:
+    """Fine-tune a fresh model on (``train_enc``, ``y``).
+
+    With a validation set: validated after every epoch, early stopping, best epoch restored (the
+    single-split run). Without one (a cross-validation fold, or the final model whose policy comes from
+    out-of-fold predictions): exactly ``cfg.epochs`` epochs, the last one kept, so every fold and the
+    final model follow the same recipe.
+
+    ``soft`` (output name → teacher probabilities, aligned with ``y``) turns on distillation: the loss is
+    ``(1 - cfg.distill_alpha) × hard-label loss + cfg.distill_alpha × soft_loss``.
+    """
     ddp = init_distributed()
     seed_everything(cfg.seed)
     device = torch.device(f"cuda:{ddp.local_rank}" if torch.cuda.is_available() else "cpu")
-    splits = load_splits(cfg.data, seed=cfg.seed)
-    if cfg.limit:
-        splits["train"] = splits["train"].select(range(min(cfg.limit, len(splits["train"]))))
-    targets = {name: Targets.of(ds) for name, ds in splits.items()}
-    tokenizer = load_tokenizer(cfg.base)
-    normaliser = NormaliserConfig.from_dict(cfg.normaliser)
-    encoded = {name: Encoded(ds["text"], tokenizer, cfg.max_length, normaliser) for name, ds in splits.items()}
-
-    model = MultiHeadClassifier(build_encoder(cfg.base, tokenizer.vocab_size), SCHEMA, cfg.dropout).to(device)
-    y = targets["train"]
-    losses = (
+    model = MultiHeadClassifier(build_encoder(cfg.base, vocab_size), SCHEMA, cfg.dropout, cfg.tried_head).to(device)
+    tried_y = y.prior_channels.any(1).astype(np.float32)
+    losses = [
         nn.CrossEntropyLoss(weight=class_weights(np.bincount(y.urgency, minlength=len(SCHEMA.urgency)), cfg.class_weight_power).to(device)),
         nn.CrossEntropyLoss(weight=class_weights(np.bincount(y.issue_type, minlength=len(SCHEMA.issue_type)), cfg.class_weight_power).to(device)),
         nn.BCEWithLogitsLoss(pos_weight=channel_pos_weight(y.prior_channels, cfg.class_weight_power).to(device)),
-    )
+        nn.BCEWithLogitsLoss(pos_weight=channel_pos_weight(tried_y[:, None], cfg.class_weight_power).to(device)),
+    ]
     head_ids = {id(p) for p in model.head_parameters()}
     optimizer = torch.optim.AdamW(
         [
@@ -187,7 +258,12 @@ def train(cfg: TrainConfig, on_epoch=None, progress: bool = True) -> TrainResult
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
-    yt = {k: torch.as_tensor(v) for k, v in asdict(y).items()}
+    yt = [torch.as_tensor(y.urgency), torch.as_tensor(y.issue_type), torch.as_tensor(y.prior_channels),
+          torch.as_tensor(tried_y)[:, None]]
+    soft_t = None
+    if soft is not None and cfg.distill_alpha > 0:
+        soft_t = [torch.as_tensor(soft[n], dtype=torch.float32) for n in ("urgency", "issue_type", "prior_channels")]
+        soft_t.append(torch.as_tensor(soft[TRIED], dtype=torch.float32)[:, None])
     history, best, best_state, best_epoch, stale = [], -1.0, None, 0, 0
     rng = random.Random(cfg.seed)
     start = time.perf_counter()
@@ -201,41 +277,66 @@ def train(cfg: TrainConfig, on_epoch=None, progress: bool = True) -> TrainResult
             rng_epoch = random.Random(cfg.seed * 1000 + epoch)
             rng_epoch.shuffle(order)
             order = (order * 2)[: per_rank * ddp.world][ddp.rank :: ddp.world]
-            batches = length_batches(encoded["train"].lengths, order, cfg.batch_size, rng)
-            task = bar.add_task(f"epoch {epoch}/{cfg.epochs}", total=len(batches))
+            batches = length_batches(train_enc.lengths, order, cfg.batch_size, rng)
+            task = bar.add_task(f"{label}epoch {epoch}/{cfg.epochs}", total=len(batches))
             running = 0.0
             for step, idx in enumerate(batches, 1):
-                ids, mask = encoded["train"].batch(idx)
-                u, i, c = net(ids.to(device), mask.to(device))
+                ids, mask = train_enc.batch(idx)
                 t = torch.as_tensor(idx)
-                loss = (losses[0](u, yt["urgency"][t].to(device)) + losses[1](i, yt["issue_type"][t].to(device))
-                        + losses[2](c, yt["prior_channels"][t].to(device)))
+                outputs = net(ids.to(device), mask.to(device))
+                loss = sum(fn(o, target[t].to(device)) for fn, o, target in zip(losses, outputs, yt))
+                if soft_t is not None:
+                    loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * soft_loss(outputs, [q[t].to(device) for q in soft_t])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
                 running += loss.item()
-                bar.update(task, advance=1, description=f"epoch {epoch}/{cfg.epochs} loss {running / step:.3f}")
-            val = compute_metrics(targets["validation"], predict_encoded(model, encoded["validation"], device=device), Policy())
-            record = {"epoch": epoch, "train_loss": running / max(1, len(batches)), **val,
-                      "elapsed_s": time.perf_counter() - start}
+                bar.update(task, advance=1, description=f"{label}epoch {epoch}/{cfg.epochs} loss {running / step:.3f}")
+            record = {"epoch": epoch, "train_loss": running / max(1, len(batches)), "elapsed_s": time.perf_counter() - start}
+            if val_enc is not None:
+                record.update(compute_metrics(y_val, predict_encoded(model, val_enc, device=device), Policy()))
             history.append(record)
             if ddp.main and on_epoch:
                 on_epoch(epoch, record)
-            if val["selection_score"] > best + 1e-6:
-                best, best_epoch, stale = val["selection_score"], epoch, 0
+            if val_enc is None:
+                best_epoch = epoch
+                continue
+            if record["selection_score"] > best + 1e-6:
+                best, best_epoch, stale = record["selection_score"], epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     break
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     if ddp.world > 1:
         dist.barrier()
-    return TrainResult(model.cpu(), tokenizer, splits, targets, history, best_epoch,
-                       time.perf_counter() - start, encoded)
+    return Fitted(model.cpu(), history, best_epoch, time.perf_counter() - start)
+
+
+def train(cfg: TrainConfig, on_epoch=None, progress: bool = True) -> TrainResult:
+    """The single-split run: train on ``train`` (early stopping on ``validation``), or, with
+    ``cfg.merge_validation``, on train + validation for exactly ``cfg.epochs`` epochs (the policy then comes
+    from cross-validated out-of-fold predictions). ``on_epoch(epoch, metrics)`` is called on rank 0."""
+    seed_everything(cfg.seed)
+    splits = load_splits(cfg.data, seed=cfg.seed)
+    if cfg.merge_validation:
+        splits["train"] = datasets.concatenate_datasets([splits["train"], splits["validation"]]).sort("id")
+    if cfg.limit:
+        splits["train"] = splits["train"].select(range(min(cfg.limit, len(splits["train"]))))
+    targets = {name: Targets.of(ds) for name, ds in splits.items()}
+    tokenizer = load_tokenizer(cfg.base)
+    normaliser = NormaliserConfig.from_dict(cfg.normaliser)
+    encoded = {name: Encoded(ds["text"], tokenizer, cfg.max_length, normaliser) for name, ds in splits.items()}
+    val = (None, None) if cfg.merge_validation else (encoded["validation"], targets["validation"])
+    fitted = fit(cfg, encoded["train"], targets["train"], *val, vocab_size=tokenizer.vocab_size,
+                 on_epoch=on_epoch, progress=progress, soft=teacher_targets(cfg, splits["train"]["id"]))
+    return TrainResult(fitted.model, tokenizer, splits, targets, fitted.history, fitted.best_epoch,
+                       fitted.train_seconds, encoded)
 
 
 def rank_is_main() -> bool:

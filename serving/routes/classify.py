@@ -37,6 +37,11 @@ whitespace-only text, text longer than max_text_chars, missing or non-string id)
 classified and `error.details` names each bad post (`field: "posts[2].text"`, `index: 2`) with the
 problem, all in one response, so you can fix or drop exactly those posts and resend.
 More than max_posts posts is a 413.
+
+**Review.** `needs_review` is true when `review_reasons` is not empty: a head whose confidence is under
+the threshold at which, out-of-fold, the posts kept were right `review_accuracy` of the time (see
+`GET /v1/model`), or `possible_critical`: the critical safety net. Send `"review": {"target_accuracy":
+0.9, "critical_recall": 0.95}` to use another trade-off for this call.
 """
 
 
@@ -63,7 +68,7 @@ async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSI
 
     texts = [t for _, t, _ in posts]
     started = time.perf_counter()
-    model, results = await predictor.classify(texts)
+    model, results = await predictor.classify(texts, body.review)
     out = []
     for (pid, text, _), r in zip(posts, results):
         kinds = personal_data_kinds(text)

@@ -30,5 +30,10 @@ async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInf
         validation_metrics={k: float(v) for k, v in sorted(p.metrics.items())
                             if k.startswith("val_") and not k.startswith("val_baseline_")},
         review_thresholds=predictor.review_thresholds(m),
+        critical_threshold=p.policy.critical_threshold,
+        operating_point={k: float(p.policy.operating_points[k]) for k in ("review_accuracy", "critical_recall")
+                         if k in p.policy.operating_points},
+        cv_metrics={k: float(v) for k, v in sorted(p.metrics.items()) if k.startswith("cv_") and k.endswith("_mean")
+                    and "__" not in k and k.count("_") <= 6},
         limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars),
     )

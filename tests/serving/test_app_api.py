@@ -53,6 +53,31 @@ def test_classify_batch_matches_direct_predictor(client, tiny_model):
     assert r.headers["x-request-id"]
 
 
+def test_review_reasons_explain_needs_review_and_a_call_may_ask_for_its_own_trade_off(client):
+    texts = TEXTS * 2 + ["the app crashed", "where is my parcel", "card charged twice"]
+    default = client.post("/v1/classify", json=_posts(texts[:8]), headers=AUTH).json()["results"]
+    for r in default:
+        assert r["needs_review"] is bool(r["review_reasons"])
+        assert set(r["review_reasons"]) <= {"urgency", "issue_type", "prior_channels", "possible_critical"}
+    strict = client.post("/v1/classify", json={**_posts(texts[:8]), "review": {"target_accuracy": 0.999, "critical_recall": 1.0}},
+                         headers=AUTH).json()["results"]
+    # an unreachable accuracy flags every post on every head (thresholds above 1)
+    assert all(set(r["review_reasons"]) >= {"urgency", "issue_type", "prior_channels"} for r in strict)
+    assert [r["urgency"]["label"] for r in strict] == [r["urgency"]["label"] for r in default]  # labels unchanged
+    lax = client.post("/v1/classify", json={**_posts(texts[:8]), "review": {"target_accuracy": 0.5}}, headers=AUTH).json()
+    assert sum(r["needs_review"] for r in lax["results"]) <= sum(r["needs_review"] for r in strict)
+    err = _error(client.post("/v1/classify", json={"text": "hi", "review": {"target_accuracy": 2}}, headers=AUTH), 422,
+                 "validation_error")
+    assert err["details"][0]["field"].startswith("review")
+    _error(client.post("/v1/classify", json={"text": "hi", "review": {"recall": 0.9}}, headers=AUTH), 422, "validation_error")
+
+
+def test_model_info_states_the_review_operating_point(client):
+    info = client.get("/v1/model", headers=AUTH).json()
+    assert info["operating_point"]["review_accuracy"] == pytest.approx(0.85)
+    assert set(info["review_thresholds"]) == set(HEADS)
+
+
 def test_single_text_form_returns_same_shape(client):
     one = client.post("/v1/classify", json={"text": TEXTS[0]}, headers=AUTH).json()
     batch = client.post("/v1/classify", json=_posts(TEXTS[:1]), headers=AUTH).json()

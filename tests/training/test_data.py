@@ -18,16 +18,16 @@ def write(tmp_path, rows):
 
 def test_shipped_data_loads_and_splits_deterministically():
     ds = read_labelled(DATA)
-    assert len(ds) == 6307
+    assert len(ds) == 10275
     a, b = load_splits(DATA), split(ds.shuffle(seed=1))  # file order must not matter
     for name in ("train", "validation", "test"):
         assert a[name]["id"] == b[name]["id"]
     sizes = {k: len(v) for k, v in a.items()}
-    assert sizes == {"train": 5045, "validation": 631, "test": 631}
+    assert sizes == {"train": 8220, "validation": 1027, "test": 1028}
     assert not set(a["train"]["id"]) & set(a["test"]["id"])
     crit = SCHEMA.urgency.index("critical")
     for name in ("validation", "test"):  # stratified: the rare class is in every split
-        assert 10 <= sum(1 for u in a[name]["urgency"] if u == crit) <= 25
+        assert 15 <= sum(1 for u in a[name]["urgency"] if u == crit) <= 35
 
 
 def test_targets_encode_multilabel_channels(tmp_path):

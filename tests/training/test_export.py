@@ -57,7 +57,7 @@ def test_matmul_groups_find_heads_and_feed_forward_blocks(tiny_predictor, tmp_pa
 
     path = export_onnx(Predictor(tiny_predictor.path, runtime="torch").backend.model, tmp_path / "m.onnx")
     heads, ffn = matmul_groups(path)
-    assert len(heads) == 3  # urgency, issue_type, prior_channels
+    assert len(heads) == 4  # urgency, issue_type, prior_channels, tried
     assert sorted(ffn) == [0, 1] and all(len(v) == 2 for v in ffn.values())  # tiny encoder: 2 layers
 
 

@@ -2,8 +2,8 @@ import numpy as np
 
 from training.data import Targets
 from training.evaluate import compute_metrics, selection_score
-from training.predict import Policy
-from training.tune import tune_channel_thresholds, tune_offsets, tune_policy
+from training.policy import Policy
+from training.tune import best_threshold, tune_offsets, tune_policy
 
 
 def one_hot(idx, n):
@@ -56,7 +56,7 @@ def test_channel_thresholds_move_below_half_when_scores_are_low():
     y = np.zeros((100, 1))
     y[:10] = 1
     probs = np.where(y > 0, 0.3, 0.05)
-    assert tune_channel_thresholds(y, probs)[0] < 0.3
+    assert best_threshold(y[:, 0], probs[:, 0]) < 0.3
 
 
 def test_tune_policy_does_not_lose_to_untuned_on_the_data_it_saw():
@@ -73,3 +73,16 @@ def test_tune_policy_does_not_lose_to_untuned_on_the_data_it_saw():
     assert tuned["selection_score"] > untuned["selection_score"]
     assert policy.lexical_weight["issue_type"] > 0.0  # the lexical half is the informative one here
     assert tuned["issue_type_macro_f1"] > 0.95 > untuned["issue_type_macro_f1"]
+
+
+def test_fast_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from training.tune import binary_f1, macro_f1
+
+    rng = np.random.default_rng(7)
+    y, pred = rng.integers(0, 10, 500), rng.integers(0, 9, 500)  # class 9 never predicted
+    assert np.isclose(macro_f1(y, pred, 10), f1_score(y, pred, average="macro", labels=range(10), zero_division=0))
+    yb, pb = rng.random(500) < 0.1, rng.random(500) < 0.2
+    assert np.isclose(binary_f1(yb, pb), f1_score(yb, pb, zero_division=0))
+    assert binary_f1(np.zeros(5, bool), np.zeros(5, bool)) == 0.0
