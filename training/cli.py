@@ -182,5 +182,10 @@ def release(
 
     loaded = load(model, runtime="onnx")
     source = f"{loaded.name} version {loaded.version}, run {loaded.run_id}" if loaded.version else model
-    make_release(loaded.predictor.path, out, source=source)
+    run_metrics = None
+    if loaded.run_id:
+        from mlflow import MlflowClient
+
+        run_metrics = MlflowClient().get_run(loaded.run_id).data.metrics
+    make_release(loaded.predictor.path, out, source=source, run_metrics=run_metrics)
     console.print(f"released {source} to {out}")

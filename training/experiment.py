@@ -119,7 +119,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
             (tmp / "history.json").write_text(json.dumps(result.history, indent=2))
             mlflow.log_artifact(str(tmp / "history.json"))
             bundle_dir = Path(out_dir) if out_dir else tmp / "bundle"
-            card_metrics = {k: v for k, v in metrics.items() if k.startswith(("val_", "test_")) and "__" not in k}
+            card_metrics = {k: v for k, v in metrics.items() if k.startswith(("val_", "test_", "cv_")) and "__" not in k}
             save_bundle(bundle_dir, result.model, result.tokenizer, policy,
                         normaliser=NormaliserConfig.from_dict(cfg.normaliser), max_length=cfg.max_length,
                         base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics)

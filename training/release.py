@@ -93,8 +93,10 @@ Twitter US Airline Sentiment) and Apache-2.0 (IBM customer care); the non-commer
 """
 
 
-def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = "") -> Path:
-    """Copy the inference-only parts of a bundle (it must have its ONNX network) and write its card."""
+def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = "", run_metrics: dict | None = None) -> Path:
+    """Copy the inference-only parts of a bundle (it must have its ONNX network) and write its card.
+    ``run_metrics`` (the source run's MLflow metrics) fill in figures the bundle lacks, e.g. the CV means
+    of bundles saved before they were copied into ``frontline.json``."""
     bundle_dir = Path(bundle_dir)
     if not (bundle_dir / ONNX_FILE).exists():
         raise FileNotFoundError(f"{bundle_dir} has no {ONNX_FILE}: train with --export-onnx")
@@ -106,6 +108,10 @@ def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = ""
             shutil.copy2(bundle_dir / name, out_dir / name)
     shutil.copytree(bundle_dir / "tokenizer", out_dir / "tokenizer")
     meta = json.loads((bundle_dir / BUNDLE_FILE).read_text())
+    if run_metrics:
+        extra = {k: v for k, v in run_metrics.items() if k.startswith("cv_") and "__" not in k and k not in meta["metrics"]}
+        meta["metrics"].update(extra)
+        (out_dir / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
     (out_dir / CARD_NAME).write_text(model_card(meta, source))
     return out_dir
 

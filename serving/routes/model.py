@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from serving.deps import PredictorDep, SettingsDep, require_api_key
 from serving.errors import responses
 from serving.schemas import Limits, ModelInfo
+from training.release import HEADLINE
 from training.schema import HEADS
 
 router = APIRouter(prefix="/v1", tags=["model"])
@@ -33,7 +34,6 @@ async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInf
         critical_threshold=p.policy.critical_threshold,
         operating_point={k: float(p.policy.operating_points[k]) for k in ("review_accuracy", "critical_recall")
                          if k in p.policy.operating_points},
-        cv_metrics={k: float(v) for k, v in sorted(p.metrics.items()) if k.startswith("cv_") and k.endswith("_mean")
-                    and "__" not in k and k.count("_") <= 6},
+        cv_metrics={f"cv_{k}_mean": float(p.metrics[f"cv_{k}_mean"]) for k, _ in HEADLINE if f"cv_{k}_mean" in p.metrics},
         limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars),
     )
