@@ -28,7 +28,7 @@ import numpy as np
 
 from training.normalise import NormaliserConfig, normalise
 from training.policy import Policy
-from training.schema import HEADS, OUTPUTS, SCHEMA, LabelSchema
+from training.schema import HEADS, OUTPUTS, REVIEW_REASONS, SCHEMA, LabelSchema
 
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -220,7 +220,7 @@ class Predictor:
                 policy: Policy | None = None) -> list[dict]:
         policy = policy or self.policy_for(review_thresholds)
         d = policy.decide(probs)
-        reasons = [r for r in d["review_reasons"]]
+        reasons = list(REVIEW_REASONS)  # in the schema's order
         s = self.schema
         out = []
         for i in range(len(d["urgency"])):
