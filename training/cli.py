@@ -34,14 +34,14 @@ def train(
     class_weight_power: Annotated[float, typer.Option(help="0 none, 0.5 sqrt inverse frequency, 1 balanced.")] = 0.5,
     patience: int = 2,
     seed: int = 13,
-    fuse_lexical: Annotated[bool, typer.Option(help="Blend TF-IDF probabilities in, weights tuned on validation.")] = True,
+    fuse_lexical: Annotated[bool, typer.Option(help="Blend TF-IDF probabilities in, weights tuned out-of-fold (or on validation).")] = True,
     export_onnx: Annotated[bool, typer.Option(help="Add the ONNX runtime (int8 where it keeps parity with torch) to the model.")] = True,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training posts (smoke runs).")] = None,
     soft_targets: Annotated[Optional[Path], typer.Option(help="Distil from this teacher (an oof.npz of `frontline cv`); 'none' to train on labels only.")] = DEFAULT_TEACHER,
     distill_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's soft targets in the loss.")] = 0.5,
     oof: Annotated[Optional[Path], typer.Option(help="Out-of-fold predictions of this recipe, to tune the decision policy on.")] = DEFAULT_OOF,
     register: bool = True,
-    promote: Annotated[bool, typer.Option(help="Make this version champion if there is none or it is at least as good on validation.")] = True,
+    promote: Annotated[bool, typer.Option(help="Make this version champion if there is none or it is at least as good (CV mean, else validation).")] = True,
     summary_json: Annotated[Optional[Path], typer.Option(help="Also write the run summary here.")] = None,
 ):
     """Fine-tune, evaluate against the TF-IDF baseline, log to MLflow and register as 'frontline'."""
@@ -156,7 +156,7 @@ def evaluate(
 @app.command()
 def promote(
     version: Annotated[Optional[str], typer.Argument(help="Registered version (default: the newest).")] = None,
-    force: Annotated[bool, typer.Option(help="Promote even if worse than the champion on validation.")] = False,
+    force: Annotated[bool, typer.Option(help="Promote even if worse than the champion (CV mean, else validation).")] = False,
 ):
     """Point the 'champion' alias at a version, refusing one worse than the current champion."""
     from training import tracking

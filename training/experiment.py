@@ -142,7 +142,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
             version = tracking.log_model(bundle_dir, register=register)
 
         promoted, refused = False, None
-        if register and promote:  # champion when there is none, or when at least as good on validation
+        if register and promote:  # champion when there is none, or when at least as good (tracking.YARDSTICKS)
             try:
                 tracking.promote(version)
                 promoted = True

@@ -4,7 +4,7 @@ Customers say which channel failed them in plain words ("called three times", "n
 and a bag of n-grams reads those words reliably even where a small fine-tuned encoder has seen too few
 examples (chat: 34 posts). The same class serves two roles: alone, it is the baseline every run is
 compared with; fitted on the same training split, its probabilities are blended with the encoder's
-(weights chosen on validation, see ``training.tune``).
+(weights chosen on out-of-fold predictions, see ``training.tune``).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ depends on code or settings drifting on the server:
 Inference never imports torch when ``model.onnx`` is there: onnxruntime runs the network and the
 ``tokenizers`` library (not transformers) tokenises. Without it, the torch weights are used.
 
-The ``Policy`` turns probabilities into decisions: how much the lexical half weighs per head, per-class
-log-offsets for the single-label heads and per-channel thresholds (all tuned on validation), and the
-per-head confidence under which a post ``needs_review``.
+The ``Policy`` (``training.policy``) turns probabilities into decisions: how much the lexical half weighs per
+output, per-class log-offsets, channel and tried thresholds, and the review thresholds and critical safety
+net behind ``needs_review`` and ``review_reasons`` (all tuned on out-of-fold predictions).
 """
 
 from __future__ import annotations

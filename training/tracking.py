@@ -3,7 +3,8 @@
 The embedded default is a SQLite store with artifacts under ``models/`` (no server to run);
 ``MLFLOW_TRACKING_URI`` points everything at a real tracking server instead. Models are registered as
 ``frontline`` and served by alias (``models:/frontline@champion``); ``promote`` moves the alias only to a
-version at least as good on validation as the current champion, unless forced.
+version at least as good as the current champion (cross-validated mean when both have one, else the
+validation score), unless forced.
 """
 
 from __future__ import annotations
