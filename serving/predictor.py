@@ -234,9 +234,7 @@ class SharedPredictor:
 
     def review_thresholds(self, model: Any | None = None) -> dict[str, float]:
         """The thresholds in use: the model's tuned ones, overridden per head by the settings."""
-        model = model or self.current
-        return {**{h: float(model.predictor.policy.review_thresholds.get(h, 0.0)) for h in HEADS},
-                **self.settings.review_thresholds}
+        return {h: float(t) for h, t in self.policy(model or self.current).review_thresholds.items()}
 
     # ---- inference ---------------------------------------------------------------------------------
     def _run_batch(self, texts: list[str]) -> tuple[Any, "ProbabilityRows"]:

@@ -61,24 +61,36 @@ def _row_inputs(row: tuple, enc: dict, lex: dict) -> tuple[dict, dict | None]:
     return e, x
 
 
-def score_rows(y: Targets, folds: np.ndarray, enc: dict, lex: dict, review_accuracy: float = 0.85,
-               critical_recall: float = 0.90) -> dict:
-    """Per ablation row and fold: metrics of fold k under a policy tuned on the other folds (nested)."""
+def _subset(probs: dict | None, rows: np.ndarray) -> dict | None:
+    return None if probs is None else {k: v[rows] for k, v in probs.items()}
+
+
+def nested(y: Targets, folds: np.ndarray, enc: dict, lex: dict | None, tuned: bool = True,
+           review_accuracy: float = 0.85, critical_recall: float = 0.90) -> list[tuple[np.ndarray, Policy, dict]]:
+    """Per fold: (its rows, the policy tuned on the other folds' out-of-fold predictions, its fused
+    probabilities). Nothing in fold k is decided by what fold k chose."""
     from training.tune import tune_policy
 
-    out: dict[str, list[dict]] = {}
-    for row in ROWS:
-        name, tuned = row[0], row[4]
-        per_fold = []
-        for f in np.unique(folds):
-            test, rest = folds == f, folds != f
-            e, x = _row_inputs(row, enc, lex)
-            sub = lambda p, m: None if p is None else {k: v[m] for k, v in p.items()}  # noqa: E731
-            policy = tune_policy(y.subset(rest), sub(e, rest), sub(x, rest), review_accuracy, critical_recall) \
-                if tuned else Policy()
-            per_fold.append(compute_metrics(y.subset(test), policy.fuse(sub(e, test), sub(x, test)), policy))
-        out[name] = per_fold
+    out = []
+    for f in np.unique(folds):
+        test, rest = folds == f, folds != f
+        policy = tune_policy(y.subset(rest), _subset(enc, rest), _subset(lex, rest), review_accuracy, critical_recall) \
+            if tuned else Policy()
+        out.append((test, policy, policy.fuse(_subset(enc, test), _subset(lex, test))))
     return out
+
+
+def score_rows(y: Targets, folds: np.ndarray, enc: dict, lex: dict) -> tuple[dict, list]:
+    """Per ablation row, the metrics of each fold under its nested policy; and the shipped row's nested
+    (rows, policy, probabilities) per fold, which the risk–coverage sweep reuses."""
+    out: dict[str, list[dict]] = {}
+    shipped = []
+    for row in ROWS:
+        per_fold = nested(y, folds, *_row_inputs(row, enc, lex), tuned=row[4])
+        out[row[0]] = [compute_metrics(y.subset(test), probs, policy) for test, policy, probs in per_fold]
+        if row[0] == "frontline":
+            shipped = per_fold
+    return out, shipped
 
 
 def summarise(per_fold: list[dict]) -> dict[str, dict[str, float]]:
@@ -168,8 +180,8 @@ def score_oof(oof_path: Path, data: Path | str = DEFAULT_DATA, log_mlflow: bool 
     y = Targets.of(ds)
     enc, lex = oof.aligned(ds["id"])
     folds = oof.folds_for(ds["id"])
-    per_row = score_rows(y, folds, enc, lex)
-    sweep = risk_coverage(y, folds, enc, lex)
+    per_row, shipped = score_rows(y, folds, enc, lex)
+    sweep = risk_coverage(y, shipped)
     seconds = oof.seconds
     if not seconds and (out_dir / "cv_metrics.json").exists():  # files written before oof.npz kept them
         seconds = json.loads((out_dir / "cv_metrics.json").read_text()).get("fold_train_seconds", [])
@@ -188,17 +200,11 @@ RC_COLUMNS = ("target_accuracy", "needs_review_rate", "review_heads_rate", "kept
               "kept_tried_accuracy", "possible_critical_recall")
 
 
-def risk_coverage(y: Targets, folds: np.ndarray, enc: dict, lex: dict, targets=RC_TARGETS) -> list[dict]:
-    """Review rate against accuracy of the posts not flagged, one point per target accuracy, nested
-    (fold k decided by a policy tuned on the other folds), mean over folds."""
-    from training.tune import tune_policy
-
+def risk_coverage(y: Targets, per_fold: list, targets=RC_TARGETS) -> list[dict]:
+    """Review rate against accuracy of the posts not flagged, one point per target accuracy, from the
+    shipped row's nested policies (``nested``), mean over folds."""
     per_target: dict[float, list[dict]] = {t: [] for t in targets}
-    for f in np.unique(folds):
-        test, rest = folds == f, folds != f
-        sub = lambda p, m: {k: v[m] for k, v in p.items()}  # noqa: E731
-        policy = tune_policy(y.subset(rest), sub(enc, rest), sub(lex, rest))
-        probs = policy.fuse(sub(enc, test), sub(lex, test))
+    for test, policy, probs in per_fold:
         for t in targets:
             per_target[t].append(compute_metrics(y.subset(test), probs, policy.for_targets(t)))
     return [{"target_accuracy": t, **{c: float(np.mean([m[c] for m in ms])) for c in RC_COLUMNS[1:]}}
@@ -247,8 +253,8 @@ def markdown_rows(summaries: dict[str, dict], rows: dict[str, str]) -> str:
         m = summaries[name]["rows"][row]
         cells = [f"{m[k]['mean']:.3f} ± {m[k]['sd']:.3f}" for k, _ in TABLE_METRICS]
         minutes = sum(summaries[name].get("fold_train_seconds") or []) / 60
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {minutes:.0f} |" if row not in ("tfidf_argmax", "tfidf_tuned")
-                     else f"| {label} | " + " | ".join(cells) + " | – |")
+        trained = "–" if row.startswith("tfidf") else f"{minutes:.0f}"  # TF-IDF rows need no fine-tuning
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {trained} |")
     return "\n".join(lines)
 
 
@@ -297,3 +303,11 @@ class OutOfFold:
 
     def folds_for(self, ids) -> np.ndarray:
         return self.folds[self._rows(ids)]
+
+    def blended(self, ds) -> dict[str, np.ndarray]:
+        """Out-of-fold probabilities for the rows of labelled ``ds``, encoder and TF-IDF blended per output
+        with weights chosen on ``ds`` (as the decision policy blends them)."""
+        from training.tune import tune_lexical_weight
+
+        enc, lex = self.aligned(ds["id"])
+        return Policy(lexical_weight=tune_lexical_weight(Targets.of(ds), enc, lex)).fuse(enc, lex)

@@ -59,6 +59,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
     started = time.perf_counter()
     oof = matching_oof(cfg, oof_path)
     cfg = replace(cfg, merge_validation=oof is not None)
+    policy_source = "cv_out_of_fold" if oof is not None else "validation_split"
 
     if rank_is_main():
         tracking.configure()
@@ -109,8 +110,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         mlflow.log_metrics(metrics)
         mlflow.log_params({"data_sha256": data_hash(cfg.data, splits), "n_train": len(splits["train"]),
                            "n_validation": len(splits["validation"]), "n_test": len(splits["test"])})
-        summary_source = "cv_out_of_fold" if oof is not None else "validation_split"
-        mlflow.set_tags({"base": cfg.base, "best_epoch": result.best_epoch, "policy_source": summary_source})
+        mlflow.set_tags({"base": cfg.base, "best_epoch": result.best_epoch, "policy_source": policy_source})
 
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -122,11 +122,9 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
             card_metrics = {k: v for k, v in metrics.items() if k.startswith(("val_", "test_", "cv_")) and "__" not in k}
             save_bundle(bundle_dir, result.model, result.tokenizer, policy,
                         normaliser=NormaliserConfig.from_dict(cfg.normaliser), max_length=cfg.max_length,
-                        base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics)
-            meta = json.loads((bundle_dir / BUNDLE_FILE).read_text())
-            meta.update(recipe=recipe(cfg), policy_source=summary_source,
-                        n_labelled=len({i for n in ("train", "validation", "test") for i in splits[n]["id"]}))
-            (bundle_dir / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+                        base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics,
+                        extra={"recipe": recipe(cfg), "policy_source": policy_source,
+                               "n_labelled": len({i for n in ("train", "validation", "test") for i in splits[n]["id"]})})
             if cfg.export_onnx:
                 lexical_probs = lex if cfg.fuse_lexical else {"validation": None, "test": None}
                 parity, runtime = export_bundle_runtime(
@@ -159,7 +157,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         "run_id": run_id, "version": version, "promoted": promoted, "promotion_refused": refused, "metrics": metrics,
         "policy": policy.to_dict(), "history": result.history, "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds, "total_seconds": time.perf_counter() - started,
-        "policy_source": "cv_out_of_fold" if oof is not None else "validation_split",
+        "policy_source": policy_source,
     }
 
 

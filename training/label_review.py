@@ -1,6 +1,6 @@
 """Label review: the posts whose given labels the cross-validated model most doubts (confident learning).
 
-``frontline label-review`` reads the out-of-fold probabilities of ``frontline cv`` (``data/cv/oof.npz``)
+``frontline label-review`` reads the out-of-fold probabilities of ``frontline cv`` (``data/cv/multitask/oof.npz``)
 blended as the decision policy blends them, asks cleanlab which labels look wrong (per head: its
 confident-learning filter for urgency and issue type, its multi-label filter for the channels), ranks the
 flagged posts by cleanlab's label-quality score (lowest = most suspicious) and writes the top ones to
@@ -43,14 +43,9 @@ def _quality(head: str, y: Targets, probs: dict) -> tuple[np.ndarray, np.ndarray
 def review(data: Path = DEFAULT_DATA, oof_path: Path = CV_DIR / "oof.npz", top: int = 300,
            out: Path = REVIEW_FILE) -> dict:
     """Write the ``top`` most suspicious labels to ``out``; return counts per head."""
-    from training.tune import tune_lexical_weight
-
     ds = read_labelled(data).sort("id")
     y = Targets.of(ds)
-    enc, lex = OutOfFold(oof_path).aligned(ds["id"])
-    from training.policy import Policy
-
-    probs = Policy(lexical_weight=tune_lexical_weight(y, enc, lex)).fuse(enc, lex)
+    probs = OutOfFold(oof_path).blended(ds)
     flagged, score, doubted = np.zeros(len(ds), bool), np.ones(len(ds)), [[] for _ in range(len(ds))]
     counts = {}
     for head in ("urgency", "issue_type", "prior_channels"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ RUNTIMES = ("auto", "onnx", "torch")
 
 
 def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: NormaliserConfig,
-                max_length: int, base: str, lexical=None, metrics: dict | None = None) -> Path:
+                max_length: int, base: str, lexical=None, metrics: dict | None = None, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,7 @@ def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: Nor
         "policy": policy.to_dict(),
         "tried_head": model.tried is not None,
         "metrics": metrics or {},
+        **(extra or {}),  # e.g. the recipe and where the policy came from (training.experiment)
     }
     (path / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
     return path
@@ -212,8 +214,7 @@ class Predictor:
         if target_accuracy is not None or critical_recall is not None:
             policy = policy.for_targets(target_accuracy, critical_recall)
         if review_thresholds:
-            policy = Policy.from_dict({**policy.to_dict(),
-                                       "review_thresholds": {**policy.review_thresholds, **review_thresholds}})
+            policy = replace(policy, review_thresholds={**policy.review_thresholds, **review_thresholds})
         return policy
 
     def results(self, probs: dict[str, np.ndarray], review_thresholds: dict[str, float] | None = None,

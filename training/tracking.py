@@ -81,8 +81,12 @@ def log_model(bundle_dir: Path, register: bool = True) -> str | None:
 class Version:
     version: str
     run_id: str
-    score: float | None
-    scores: dict = field(default_factory=dict)  # yardstick → value
+    scores: dict = field(default_factory=dict)  # yardstick → value, best yardstick first
+
+    @property
+    def score(self) -> float | None:
+        """The version's score on its best yardstick (what the CLI prints)."""
+        return next(iter(self.scores.values()), None)
 
     def compare(self, other: "Version") -> tuple[str, float, float] | None:
         """(yardstick, mine, theirs) on the best yardstick both versions have; None if they share none."""
@@ -100,9 +104,7 @@ YARDSTICKS = ("cv_selection_score_mean", "val_selection_score")
 def _version(client: MlflowClient, version: str) -> Version:
     mv = client.get_model_version(MODEL_NAME, version)
     metrics = client.get_run(mv.run_id).data.metrics
-    scores = {k: metrics[k] for k in YARDSTICKS if k in metrics}
-    first = next(iter(scores.values()), None)
-    return Version(str(mv.version), mv.run_id, first, scores)
+    return Version(str(mv.version), mv.run_id, {k: metrics[k] for k in YARDSTICKS if k in metrics})
 
 
 def champion(client: MlflowClient | None = None) -> Version | None:

@@ -85,17 +85,14 @@ def teacher_targets(cfg: "TrainConfig", ids) -> dict[str, np.ndarray] | None:
         return None
     from training.crossval import OutOfFold
     from training.data import read_labelled
-    from training.policy import Policy
-    from training.tune import tune_lexical_weight
 
-    oof = OutOfFold(Path(cfg.soft_targets))
-    everything = read_labelled(cfg.data).sort("id")
-    enc, lex = oof.aligned(everything["id"])
-    weights = tune_lexical_weight(Targets.of(everything), enc, lex)
-    fused = Policy(lexical_weight=weights).fuse(enc, lex)
-    pos = {i: n for n, i in enumerate(everything["id"])}
-    idx = np.array([pos[i] for i in ids])
-    return {k: v[idx] for k, v in fused.items()}
+    everything = read_labelled(cfg.data).sort("id")  # the blend weights are chosen on all labelled posts
+    fused = OutOfFold(Path(cfg.soft_targets)).blended(everything)
+    known, ids = np.asarray(everything["id"]), np.asarray(ids)
+    rows = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+    if not (known[rows] == ids).all():
+        raise KeyError(f"{int((known[rows] != ids).sum())} ids are not in {cfg.data}")
+    return {k: v[rows] for k, v in fused.items()}
 
 
 @dataclass
