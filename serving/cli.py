@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from serving.batch.cli import register as _register_label
 from training.cli import app
-from serving.label_cli import register as _register_label
+
 _register_label(app)
-from serving.serve_cli import register as _register_serve
+from serving.api.cli import register as _register_serve
+
 _register_serve(app)
 
 __all__ = ["app"]

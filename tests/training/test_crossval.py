@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import DATA
 from training.crossval import ROWS, OutOfFold, run_cv
 from training.data import Targets, cv_folds, duplicate_key, read_labelled
 from training.train import TrainConfig
-
-from tests.conftest import DATA
 
 K = 3
 

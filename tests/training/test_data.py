@@ -2,10 +2,16 @@ import json
 
 import pytest
 
-from training.data import DataError, Targets, data_hash, load_splits, read_labelled, split
-from training.schema import SCHEMA
-
 from tests.conftest import DATA
+from training.data import (
+    DataError,
+    Targets,
+    data_hash,
+    load_splits,
+    read_labelled,
+    split,
+)
+from training.schema import SCHEMA
 
 GOOD = {"id": "a1", "text": "my parcel is late", "urgency": "medium", "issue_type": "delivery", "prior_channels": ["phone"]}
 

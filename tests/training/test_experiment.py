@@ -9,11 +9,10 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from tests.conftest import DATA
 from training import tracking
 from training.predict import BUNDLE_FILE, Predictor, flat_columns
 from training.schema import HEADS, SCHEMA
-
-from tests.conftest import DATA
 
 
 def test_run_logs_every_metric_and_the_baseline(tiny_model):

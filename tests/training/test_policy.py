@@ -5,7 +5,12 @@ import pytest
 
 from training.data import Targets
 from training.evaluate import compute_metrics
-from training.policy import CRITICAL, Policy, threshold_for_accuracy, threshold_for_recall
+from training.policy import (
+    CRITICAL,
+    Policy,
+    threshold_for_accuracy,
+    threshold_for_recall,
+)
 from training.schema import REVIEW_REASONS, TRIED
 from training.tune import tune_policy
 

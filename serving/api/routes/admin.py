@@ -11,9 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
 
-from serving.deps import PredictorDep, require_admin_key
-from serving.errors import responses
-from serving.schemas import ReloadRequest, ReloadResponse
+from serving.api.deps import PredictorDep, require_admin_key
+from serving.api.errors import responses
+from serving.api.schemas import ReloadRequest, ReloadResponse
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

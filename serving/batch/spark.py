@@ -14,10 +14,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from serving.labelling import (
-    ExportOptions,
+from serving.batch.labelling import (
     _TRUE,
     CHANNEL_SEP,
+    ExportOptions,
     LabelError,
     _atomic_write_text,
     detect_columns,

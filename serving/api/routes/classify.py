@@ -17,11 +17,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
 
-from serving.deps import PredictorDep, SettingsDep, require_api_key, require_json
-from serving.errors import ErrorDetail, PostsInvalid, TooManyPosts, responses
+from serving.api.deps import PredictorDep, SettingsDep, require_api_key, require_json
+from serving.api.errors import ErrorDetail, PostsInvalid, TooManyPosts, responses
+from serving.api.predictor import model_ref
+from serving.api.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse
 from serving.pii import personal_data_kinds
-from serving.predictor import model_ref
-from serving.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse
 
 log = logging.getLogger("frontline.serving")
 

@@ -6,8 +6,8 @@ import os
 
 from typer.testing import CliRunner
 
+from serving.api.settings import Settings
 from serving.cli import app
-from serving.settings import Settings
 
 
 def test_serve_runs_uvicorn_on_the_factory(monkeypatch):
@@ -17,7 +17,7 @@ def test_serve_runs_uvicorn_on_the_factory(monkeypatch):
     r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9001", "--workers", "2",
                                  "--model", "models:/frontline/7"])
     assert r.exit_code == 0, r.output
-    assert calls["target"] == "serving.app:create_app" and calls["factory"] is True
+    assert calls["target"] == "serving.api.app:create_app" and calls["factory"] is True
     assert (calls["host"], calls["port"], calls["workers"]) == ("0.0.0.0", 9001, 2)
     assert os.environ["FRONTLINE_MODEL_URI"] == "models:/frontline/7"  # every worker's Settings() sees it
     monkeypatch.delenv("FRONTLINE_MODEL_URI")

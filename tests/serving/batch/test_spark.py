@@ -9,8 +9,8 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from serving.labelling import LabelOptions, run_label
-from tests.serving.label_support import (
+from serving.batch.labelling import LabelOptions, run_label
+from tests.serving.batch.label_support import (
     read_output,
     read_rejects,
     sample_posts,
@@ -26,7 +26,7 @@ pytestmark = [
 
 
 def test_spark_engine_matches_local_labels(tmp_path, tiny_model, tiny_predictor):
-    from serving.spark_label import SparkOptions, get_spark, run_spark_label
+    from serving.batch.spark import SparkOptions, get_spark, run_spark_label
 
     posts = sample_posts(50)
     posts[7]["text"] = ""  # rejected by both engines

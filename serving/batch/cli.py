@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     ):
         """Label a historical export (CSV / JSONL / Parquet): streaming, resumable, nothing lost."""
-        from serving.labelling import LabelError, LabelOptions, run_label
+        from serving.batch.labelling import LabelError, LabelOptions, run_label
 
         console = Console(stderr=True)
         from training.release import ensure_champion_for
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         ensure_champion_for(model)  # a fresh clone labels with the shipped release
         try:
             if engine == "spark":
-                from serving.spark_label import SparkOptions, run_spark_label
+                from serving.batch.spark import SparkOptions, run_spark_label
 
                 summary = run_spark_label(SparkOptions(
                     input=input, output=out, in_format=in_format, out_format=out_format, id_col=id_col,
@@ -105,8 +105,8 @@ def register(app: typer.Typer) -> None:
         title: Annotated[str, typer.Option(help="Report title.")] = "frontline — why customers came to social",
     ):
         """One self-contained HTML page: label mix, prior channels, companies, volume over time, spikes."""
-        from serving.labelling import LabelError
-        from serving.report import ReportOptions, write_report
+        from serving.batch.labelling import LabelError
+        from serving.batch.report import ReportOptions, write_report
 
         console = Console(stderr=True)
         try:

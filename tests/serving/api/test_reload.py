@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
-from tests.serving.app_support import ADMIN, AUTH, metric_value, settings
+from serving.api.app import create_app
+from tests.serving.api.app_support import ADMIN, AUTH, metric_value, settings
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
-from serving.predictor import MicroBatcher
-from tests.serving.app_support import AUTH, metric_value, settings
+from serving.api.app import create_app
+from serving.api.predictor import MicroBatcher
+from tests.serving.api.app_support import AUTH, metric_value, settings
 
 
 class Recorder:
@@ -69,7 +69,7 @@ def test_failure_reaches_every_caller_of_the_batch_and_only_them():
 
 
 def test_cancelled_callers_are_skipped_and_queue_limit_gives_429():
-    from serving.errors import Overloaded
+    from serving.api.errors import Overloaded
 
     rec = Recorder()
     b = MicroBatcher(rec, max_size=100, max_wait_s=0.0, max_queue=4)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.deps import PredictorDep
+from serving.api.deps import PredictorDep
 
 router = APIRouter(tags=["metrics"])
 

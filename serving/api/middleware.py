@@ -9,8 +9,8 @@ import uuid
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving import errors
-from serving.metrics import ServiceMetrics
+from serving.api import errors
+from serving.api.metrics import ServiceMetrics
 
 log = logging.getLogger("frontline.serving")
 

@@ -195,7 +195,7 @@ def aggregate(path: Path, fmt: str, schema: LabelSchema = SCHEMA) -> Aggregate:
     for df in _batches(path, fmt):
         missing = {"urgency", "issue_type", "prior_channels", "tried_other_channel"} - set(df.columns)
         if missing:
-            from serving.labelling import LabelError
+            from serving.batch.labelling import LabelError
 
             raise LabelError(f"{path} is not a `frontline label` output: missing columns {sorted(missing)}")
         agg.add(df)
@@ -499,7 +499,7 @@ def render(agg: Aggregate, opts: ReportOptions, source: str) -> tuple[str, list[
 
 
 def write_report(labelled: Path, out: Path, opts: ReportOptions | None = None) -> dict:
-    from serving.labelling import _atomic_write_text, detect_format
+    from serving.batch.labelling import _atomic_write_text, detect_format
 
     opts = opts or ReportOptions()
     fmt = detect_format(labelled, opts.in_format)

@@ -23,9 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.errors import InferenceFailed, ModelUnavailable, OperatingPointUnavailable, Overloaded, ReloadFailed
-from serving.metrics import ServiceMetrics
-from serving.settings import Settings
+from serving.api.errors import (
+    InferenceFailed,
+    ModelUnavailable,
+    OperatingPointUnavailable,
+    Overloaded,
+    ReloadFailed,
+)
+from serving.api.metrics import ServiceMetrics
+from serving.api.settings import Settings
 from training.schema import HEADS, SCHEMA
 
 log = logging.getLogger("frontline.serving")

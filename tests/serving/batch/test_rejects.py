@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serving.labelling import LabelOptions, run_label
-from tests.serving.label_support import (
+from serving.batch.labelling import LabelOptions, run_label
+from tests.serving.batch.label_support import (
     read_output,
     read_rejects,
     read_summary,

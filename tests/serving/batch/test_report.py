@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from serving.labelling import LabelOptions, run_label
-from serving.report import ReportOptions, detect_spikes, parse_days, write_report
-from tests.serving.label_support import sample_posts, write_rows
+from serving.batch.labelling import LabelOptions, run_label
+from serving.batch.report import ReportOptions, detect_spikes, parse_days, write_report
+from tests.serving.batch.label_support import sample_posts, write_rows
 from training.schema import SCHEMA
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)

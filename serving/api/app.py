@@ -1,7 +1,7 @@
 """The app factory: ``create_app(settings)`` wires settings, the shared predictor, routers, errors, metrics.
 
 Why a factory: tests build apps with their own ``Settings`` (no environment needed), and uvicorn builds
-one per worker (``uvicorn --factory serving.app:create_app``, which is what ``frontline serve`` runs).
+one per worker (``uvicorn --factory serving.api.app:create_app``, which is what ``frontline serve`` runs).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from serving import errors
-from serving.deps import admin_keys, inference_keys
-from serving.metrics import ServiceMetrics
-from serving.middleware import ObserveRequests
-from serving.predictor import SharedPredictor
-from serving.routes import admin, classify, health, metrics, model
-from serving.settings import Settings
+from serving.api import errors
+from serving.api.deps import admin_keys, inference_keys
+from serving.api.metrics import ServiceMetrics
+from serving.api.middleware import ObserveRequests
+from serving.api.predictor import SharedPredictor
+from serving.api.routes import admin, classify, health, metrics, model
+from serving.api.settings import Settings
 
 log = logging.getLogger("frontline.serving")
 

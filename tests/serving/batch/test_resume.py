@@ -12,14 +12,14 @@ import time
 
 import pytest
 
-from serving.labelling import (
+from serving.batch.labelling import (
     THROTTLE_ENV,
     LabelError,
     LabelOptions,
     run_label,
     side_paths,
 )
-from tests.serving.label_support import (
+from tests.serving.batch.label_support import (
     ROOT,
     read_output,
     read_rejects,

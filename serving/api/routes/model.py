@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends
 
-from serving.deps import PredictorDep, SettingsDep, require_api_key
-from serving.errors import responses
-from serving.schemas import Limits, ModelInfo
+from serving.api.deps import PredictorDep, SettingsDep, require_api_key
+from serving.api.errors import responses
+from serving.api.schemas import Limits, ModelInfo
 from training.release import HEADLINE
 from training.schema import HEADS
 

@@ -39,5 +39,5 @@ def register(app: typer.Typer) -> None:
         shipped = ensure_champion_for(os.environ.get("FRONTLINE_MODEL_URI", "models:/frontline@champion"))
         if shipped:
             logging.getLogger("frontline").info("registered the shipped release as frontline version %s (champion)", shipped)
-        uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("serving.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level)

@@ -8,7 +8,7 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from serving.labelling import (
+from serving.batch.labelling import (
     LabelError,
     LabelOptions,
     company_from_text,
@@ -17,7 +17,7 @@ from serving.labelling import (
     run_label,
     side_paths,
 )
-from tests.serving.label_support import (
+from tests.serving.batch.label_support import (
     make_twcs_csv,
     read_output,
     read_rejects,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.settings import Settings
+from serving.api.settings import Settings
 
 KEY = "test-key"
 ADMIN_KEY = "test-admin-key"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from serving.deps import PredictorDep
-from serving.predictor import model_ref
-from serving.schemas import Live, Ready
+from serving.api.deps import PredictorDep
+from serving.api.predictor import model_ref
+from serving.api.schemas import Live, Ready
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
-from serving.errors import Unauthorized, UnsupportedMediaType
-from serving.predictor import SharedPredictor
-from serving.settings import Settings
+from serving.api.errors import Unauthorized, UnsupportedMediaType
+from serving.api.predictor import SharedPredictor
+from serving.api.settings import Settings
 
 # Declares the scheme in OpenAPI (Swagger's "Authorize" button); the header actually read is settings.api_key_header.
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from FRONTLINE_API_KEYS.")

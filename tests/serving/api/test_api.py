@@ -8,8 +8,8 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
-from tests.serving.app_support import ADMIN, AUTH, metric_value, settings
+from serving.api.app import create_app
+from tests.serving.api.app_support import ADMIN, AUTH, metric_value, settings
 from training.schema import HEADS, SCHEMA
 
 TEXTS = ["@Delta on hold 2 hours, flight cancelled, stuck at ATL",
@@ -230,7 +230,7 @@ def test_auth_disabled_warns(tiny_model, caplog):
 
 
 def test_settings_from_environment(monkeypatch):
-    from serving.settings import Settings
+    from serving.api.settings import Settings
 
     monkeypatch.setenv("FRONTLINE_API_KEYS", "a, b,,c")
     monkeypatch.setenv("FRONTLINE_MAX_POSTS", "5")

@@ -1,0 +1,1 @@
+"""The HTTP service helpdesk systems call: app, routes, the shared predictor, settings."""
