@@ -1,13 +1,18 @@
-"""The ``frontline`` console command: training commands plus the serving ones."""
+"""The ``frontline`` console command: training commands plus the serving ones.
+
+``python -m serving.cli`` runs the same command (useful from a checkout that is not the installed one).
+"""
 
 from __future__ import annotations
 
+from serving.api.cli import register as _register_serve
 from serving.batch.cli import register as _register_label
 from training.cli import app
 
 _register_label(app)
-from serving.api.cli import register as _register_serve
-
 _register_serve(app)
 
 __all__ = ["app"]
+
+if __name__ == "__main__":
+    app()
