@@ -246,6 +246,12 @@ class Predictor:
         return self.results(self.probabilities(texts), review_thresholds, policy)
 
 
+def bundle_runtime(bundle_dir: Path | str) -> str:
+    """The network runtime a bundle is meant to run on: ``onnx`` when it carries ``model.onnx`` (a release
+    carries nothing else), else ``torch``. The logged MLflow model loads this one and lists its packages."""
+    return "onnx" if (Path(bundle_dir) / ONNX_FILE).exists() else "torch"
+
+
 def _has(module: str) -> bool:
     import importlib.util
 

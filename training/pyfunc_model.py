@@ -20,9 +20,12 @@ warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` met
 
 class FrontlineModel(PythonModel):
     def load_context(self, context):
-        from training.predict import Predictor
+        from training.predict import Predictor, bundle_runtime
 
-        self.predictor = Predictor(context.artifacts["bundle"])
+        # the runtime its pip requirements name (training.tracking.pip_requirements): an ONNX bundle never
+        # falls back to torch, which its environment does not have
+        bundle = context.artifacts["bundle"]
+        self.predictor = Predictor(bundle, runtime=bundle_runtime(bundle))
 
     def predict(self, context, model_input, params=None):
         from training.predict import flat_columns, flatten

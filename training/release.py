@@ -4,6 +4,9 @@ A release is a bundle without the torch weights: the ONNX network (int8 where it
 ``frontline.json`` (schema, normaliser settings, policy, metrics) and a model card. ``ensure_champion``
 registers it into the MLflow store as a version of ``frontline`` and makes it champion, but only when the
 store has no champion yet: a model trained here always wins over the shipped one once promoted.
+
+``frontline release`` writes ``models/release`` of the checkout; an installed package carries a copy as data
+files, which is what ``ensure_champion`` registers there (``training.paths.release_dir``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import json
 import shutil
 from pathlib import Path
 
+from training import paths
 from training.predict import BUNDLE_FILE, LEXICAL_FILE, ONNX_FILE
 
-ROOT = Path(__file__).resolve().parent.parent
-RELEASE_DIR = ROOT / "models" / "release"
+RELEASE_DIR = paths.CHECKOUT / "models" / "release"  # where `frontline release` writes in a checkout
 CARD_NAME = "MODEL_CARD.md"
 HEADLINE = [("urgency_macro_f1", "urgency macro-F1"), ("urgency_qwk", "urgency quadratic weighted kappa"),
             ("urgency_critical_recall", "critical recall"), ("issue_type_macro_f1", "issue type macro-F1"),
@@ -116,12 +119,14 @@ def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = ""
     return out_dir
 
 
-def ensure_champion(release_dir: Path = RELEASE_DIR) -> str | None:
-    """Register the shipped release and make it champion if the store has no champion; return its version."""
+def ensure_champion(release_dir: Path | None = None) -> str | None:
+    """Register the shipped release (default: ``paths.release_dir()``) and make it champion if the store has
+    no champion; return its version."""
     import mlflow
 
     from training import tracking
 
+    release_dir = Path(release_dir) if release_dir is not None else paths.release_dir()
     tracking.configure()
     if tracking.champion() is not None or not (release_dir / BUNDLE_FILE).exists():
         return None

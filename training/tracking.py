@@ -1,6 +1,7 @@
 """MLflow: where runs, models and the champion alias live.
 
-The embedded default is a SQLite store with artifacts under ``models/`` (no server to run);
+The embedded default is a SQLite store with artifacts under the models directory (``training.paths``:
+``FRONTLINE_MODELS_DIR``, else ``models/`` of the checkout, else ``./models`` of an installed package);
 ``MLFLOW_TRACKING_URI`` points everything at a real tracking server instead. Models are registered as
 ``frontline`` and served by alias (``models:/frontline@champion``); ``promote`` moves the alias only to a
 version at least as good as the current champion (cross-validated mean when both have one, else the
@@ -19,20 +20,20 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = ROOT / "models"
+from training import paths  # noqa: E402
+
 MODEL_NAME = "frontline"
 CHAMPION = "champion"
 EXPERIMENT = "frontline"
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
 
 
-def default_tracking_uri(models_dir: Path = MODELS_DIR) -> str:
-    return f"sqlite:///{(models_dir / 'mlflow.db').resolve()}"
+def default_tracking_uri(models_dir: Path | None = None) -> str:
+    return f"sqlite:///{((models_dir or paths.models_dir()) / 'mlflow.db').resolve()}"
 
 
-def configure(tracking_uri: str | None = None, models_dir: Path = MODELS_DIR, read_only: bool = False) -> str:
-    """Point MLflow at the given URI, else ``MLFLOW_TRACKING_URI``, else the local store under ``models/``.
+def configure(tracking_uri: str | None = None, models_dir: Path | None = None, read_only: bool = False) -> str:
+    """Point MLflow at the given URI, else ``MLFLOW_TRACKING_URI``, else the local store (``paths.models_dir``).
 
     ``read_only`` only sets the URIs: a serving replica reading a model needs no write access to the
     tracking server, so it must not create experiments there.
@@ -53,12 +54,38 @@ def configure(tracking_uri: str | None = None, models_dir: Path = MODELS_DIR, re
     return uri
 
 
-def pip_requirements() -> list[str]:
-    """What a serving environment needs to load the logged model (pinned to this environment's versions)."""
-    from importlib.metadata import version
+# What the logged pyfunc imports to predict, per network runtime (``training.predict.bundle_runtime``):
+# the ONNX bundle runs on onnxruntime + tokenizers and never imports torch; a torch-only bundle needs the
+# training stack. The lexical half (a scikit-learn pickle) adds scikit-learn and joblib when the bundle has it.
+RUNTIME_PACKAGES = {
+    "onnx": ("onnxruntime", "tokenizers"),
+    "torch": ("torch", "transformers", "safetensors", "tokenizers"),
+}
+COMMON_PACKAGES = ("numpy", "pandas")
+LEXICAL_PACKAGES = ("scikit-learn", "joblib")
 
-    pkgs = ["mlflow", "transformers", "tokenizers", "safetensors", "scikit-learn", "numpy", "pandas", "joblib"]
-    return ["torch==2.13.0", *[f"{p}=={version(p)}" for p in pkgs]]
+
+def pip_requirements(bundle_dir: Path) -> list[str]:
+    """The serving environment the logged model needs, pinned to this environment's versions.
+
+    Derived from what the bundle carries, so ``mlflow models serve`` (any env manager), ``build-docker`` or
+    an MLflow model server install exactly the runtime the pyfunc loads: no torch for an ONNX bundle.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from training.predict import LEXICAL_FILE, bundle_runtime
+
+    bundle_dir = Path(bundle_dir)
+    pkgs = [*RUNTIME_PACKAGES[bundle_runtime(bundle_dir)], *COMMON_PACKAGES]
+    if (bundle_dir / LEXICAL_FILE).exists():
+        pkgs += LEXICAL_PACKAGES
+    reqs = [f"mlflow=={mlflow.__version__}"]  # the full mlflow, also where only mlflow-skinny is installed
+    for p in dict.fromkeys(pkgs):
+        try:
+            reqs.append(f"{p}=={version(p).split('+')[0]}")  # "2.13.0+cpu" -> "2.13.0": any index's build
+        except PackageNotFoundError as exc:
+            raise RuntimeError(f"cannot log a model that needs {p}: it is not installed here") from exc
+    return reqs
 
 
 def log_model(bundle_dir: Path, register: bool = True) -> str | None:
@@ -70,7 +97,7 @@ def log_model(bundle_dir: Path, register: bool = True) -> str | None:
         python_model=str(PYFUNC_FILE),
         artifacts={"bundle": str(bundle_dir)},
         code_paths=[str(Path(__file__).resolve().parent)],
-        pip_requirements=pip_requirements(),
+        pip_requirements=pip_requirements(bundle_dir),
         input_example=pd.DataFrame({"text": ["@airline on hold for 2 hours and still no answer, flight cancelled"]}),
         registered_model_name=MODEL_NAME if register else None,
     )
