@@ -1,28 +1,32 @@
-# frontline classification service (FastAPI + uvicorn), CPU only.
-# Build:  docker build -t frontline .            (add --build-arg TORCH_INDEX_URL=<a CPU wheel index> to avoid
-#                                                  pulling CUDA packages for torch on a machine without a local CPU wheel)
-# Run:    docker run -p 8000:8000 -v "$PWD/models:/app/models" -e FRONTLINE_API_KEYS=change-me frontline
-# The model comes from the MLflow store mounted at /app/models (models:/frontline@champion by default),
-# or from MLFLOW_TRACKING_URI / FRONTLINE_MODEL_URI.
-FROM python:3.11-slim
+# frontline classification service: FastAPI + uvicorn on onnxruntime, CPU only, no torch.
+# Build:  docker build -t frontline .
+# Run:    docker run -p 8000:8000 -e FRONTLINE_API_KEYS=change-me frontline
+#         It serves the shipped release (registered in /app/models on first start). To keep the store, or serve
+#         your own champion, mount a store there (-v "$PWD/models:/app/models", writable by uid 10001) or set
+#         MLFLOW_TRACKING_URI (a tracking server) or FRONTLINE_MODEL_URI (any MLflow URI or bundle directory).
+# tests/deploy/test_image.py reproduces these steps without a container daemon: keep the two in step.
 
-ARG TORCH_INDEX_URL=""
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-    MLFLOW_DISABLE_TELEMETRY=true TOKENIZERS_PARALLELISM=false
-
-WORKDIR /app
-# torch first, pinned, so nothing later asks for a different build
-RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch==2.13.0 --index-url "$TORCH_INDEX_URL"; \
-    else pip install torch==2.13.0; fi
+# Build stage: a wheel from the sources and the shipped release (installed as the package's data files).
+FROM python:3.11-slim AS build
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY training ./training
 COPY serving ./serving
-RUN pip install .
-COPY models/README.md ./models/README.md
+COPY models/release ./models/release
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-RUN useradd --create-home frontline && chown -R frontline /app
-USER frontline
+# Runtime stage: the wheel with its serving dependencies only (no torch, training or test packages).
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MLFLOW_DISABLE_TELEMETRY=true TOKENIZERS_PARALLELISM=false \
+    FRONTLINE_MODELS_DIR=/app/models
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/frontline-*.whl && rm -rf /wheels \
+    && useradd --uid 10001 --create-home --home-dir /app frontline \
+    && mkdir -p /app/models && chown -R frontline /app
+WORKDIR /app
+USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s --start-period=60s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready').status != 200)"
+HEALTHCHECK --interval=15s --timeout=3s --start-period=90s --retries=3 \
+    CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"
 CMD ["frontline", "serve", "--host", "0.0.0.0", "--port", "8000"]
