@@ -20,7 +20,8 @@ from training.schema import SCHEMA
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 CHART_IDS = ["chart-urgency", "chart-issue", "chart-urgency-issue", "chart-channels", "chart-channels-by-issue",
-             "chart-companies", "chart-channels-by-company", "chart-volume", "chart-issue-daily"]
+             "chart-companies", "chart-channels-by-company", "chart-volume", "chart-issue-daily",
+             "chart-company-daily"]
 
 
 # --------------------------------------------------------------------------------------------- spikes
@@ -37,7 +38,7 @@ def test_planted_spike_is_found_with_day_and_factor():
     outage = {d: 5 + rng.randint(-1, 1) for d in days}
     outage[days[20]] = 60  # the outage
     spikes = detect_spikes({"billing": billing, "service_disruption": outage}, window=7, factor=3, min_count=10)
-    assert [(s.issue_type, s.day) for s in spikes] == [("service_disruption", days[20])]
+    assert [(s.series, s.day) for s in spikes] == [("service_disruption", days[20])]
     s = spikes[0]
     assert s.count == 60 and 4 <= s.baseline <= 6 and s.factor == pytest.approx(60 / s.baseline, rel=0.01)
 

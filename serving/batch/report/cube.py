@@ -1,0 +1,168 @@
+"""The aggregation behind every chart: two small count tables ("cubes") built in one streaming pass.
+
+``main`` counts posts per (company, issue type, urgency, day) with the number that tried another channel,
+need review and carry personal data; ``channels`` counts channel mentions per (company, issue type, day,
+channel). Every number on the page is a sum over one of them, so the same code draws the static report, the
+``--serve`` view filtered by company / issue / dates, and the previous period of ``--compare-to``. Their size
+is bounded by the distinct keys (companies × issue types × urgencies × days), not by the rows read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from serving.batch.report.read import batches, check_columns, columns_of, parse_days
+from training.schema import SCHEMA, LabelSchema
+
+UNKNOWN = "(unknown)"  # company of a post whose company cell is empty
+KEYS = ["company", "issue_type", "urgency", "day"]
+VALUES = ["posts", "tried", "review", "personal"]
+CH_KEYS = ["company", "issue_type", "day", "channel"]
+_COMPACT_EVERY = 32  # batches between re-aggregations of the partial tables
+
+
+def _flag(df: pd.DataFrame, col: str) -> pd.Series:
+    if col not in df:
+        return pd.Series(0, index=df.index)
+    return df[col].eq(True).fillna(False).astype(int)  # NaN/None (a Spark JSON null) is False, not truthy
+
+
+def _company(df: pd.DataFrame) -> pd.Series:
+    if "company" not in df:
+        return pd.Series(UNKNOWN, index=df.index)
+    return df["company"].fillna("").astype(str).str.strip().replace("", UNKNOWN)
+
+
+def _days(df: pd.DataFrame, tz) -> pd.Series:
+    if "created_at" not in df:
+        return pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
+    return parse_days(df["created_at"], tz).astype("datetime64[ns]")
+
+
+@dataclass(frozen=True)
+class Cube:
+    main: pd.DataFrame  # KEYS + VALUES
+    channels: pd.DataFrame  # CH_KEYS + ["mentions"]
+    has_company: bool = False
+    has_time: bool = False
+    has_text: bool = False
+    schema: LabelSchema = SCHEMA
+
+    # ---------------------------------------------------------------------------------- filtering
+
+    def filter(self, company: str | None = None, issue: str | None = None, start: date | None = None,
+               end: date | None = None) -> Cube:
+        """The posts of one company and/or issue type, between two days (inclusive). A date bound drops the
+        posts without a timestamp (they cannot be placed in the range)."""
+        def keep(df: pd.DataFrame) -> pd.Series:
+            m = pd.Series(True, index=df.index)
+            if company:
+                m &= df["company"] == company
+            if issue:
+                m &= df["issue_type"] == issue
+            if start:
+                m &= df["day"] >= pd.Timestamp(start)
+            if end:
+                m &= df["day"] <= pd.Timestamp(end)
+            return m
+
+        return replace(self, main=self.main[keep(self.main)], channels=self.channels[keep(self.channels)])
+
+    # ---------------------------------------------------------------------------------- sums
+
+    @property
+    def posts(self) -> int:
+        return int(self.main["posts"].sum())
+
+    def total(self, value: str) -> int:
+        return int(self.main[value].sum())
+
+    def count(self, by: str | list[str], value: str = "posts") -> dict:
+        """{key: sum of ``value``} over one or more key columns (a tuple key for several)."""
+        if self.main.empty:
+            return {}
+        s = self.main.groupby(by, observed=True)[value].sum()
+        return {k: int(v) for k, v in s.items() if v}
+
+    def mentions(self, by: str | list[str] = "channel") -> dict:
+        if self.channels.empty:
+            return {}
+        s = self.channels.groupby(by, observed=True)["mentions"].sum()
+        return {k: int(v) for k, v in s.items() if v}
+
+    def daily(self, by: str = "issue_type") -> dict[str, dict[date, int]]:
+        """{series: {day: posts}} for the posts that have a day."""
+        timed = self.main[self.main["day"].notna()]
+        out: dict[str, dict[date, int]] = {}
+        for (key, day), n in timed.groupby([by, "day"], observed=True)["posts"].sum().items():
+            if n:
+                out.setdefault(key, {})[day.date()] = int(n)
+        return out
+
+    @property
+    def with_time(self) -> int:
+        return int(self.main.loc[self.main["day"].notna(), "posts"].sum())
+
+    def day_range(self) -> tuple[date, date] | None:
+        days = self.main.loc[self.main["day"].notna() & (self.main["posts"] > 0), "day"]
+        return (days.min().date(), days.max().date()) if len(days) else None
+
+
+class CubeBuilder:
+    """Adds batches of labelled rows; :meth:`build` returns the :class:`Cube`."""
+
+    def __init__(self, tz=None, schema: LabelSchema = SCHEMA):
+        self.tz, self.schema = tz, schema
+        self._main: list[pd.DataFrame] = []
+        self._channels: list[pd.DataFrame] = []
+        self.has_company = self.has_time = self.has_text = False
+
+    def add(self, df: pd.DataFrame) -> None:
+        if not len(df):
+            return
+        self.has_company |= "company" in df
+        self.has_time |= "created_at" in df
+        company, day = _company(df), _days(df, self.tz)
+        frame = pd.DataFrame({"company": company, "issue_type": df["issue_type"].astype(str),
+                              "urgency": df["urgency"].astype(str), "day": day, "posts": 1,
+                              "tried": _flag(df, "tried_other_channel"), "review": _flag(df, "needs_review"),
+                              "personal": _flag(df, "contains_personal_data")})
+        self._main.append(frame.groupby(KEYS, dropna=False, sort=False)[VALUES].sum().reset_index())
+        ex = pd.DataFrame({"company": company, "issue_type": frame["issue_type"], "day": day,
+                           "channel": df["prior_channels"]}).explode("channel")
+        ex = ex[ex["channel"].notna() & (ex["channel"] != "")]
+        self._channels.append(ex.groupby(CH_KEYS, dropna=False, sort=False).size().rename("mentions").reset_index())
+        if len(self._main) >= _COMPACT_EVERY:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._main = [_regroup(self._main, KEYS, VALUES)]
+        self._channels = [_regroup(self._channels, CH_KEYS, ["mentions"])]
+
+    def build(self) -> Cube:
+        main = _regroup(self._main, KEYS, VALUES)
+        channels = _regroup(self._channels, CH_KEYS, ["mentions"])
+        return Cube(main, channels, self.has_company, self.has_time, self.has_text, self.schema)
+
+
+def _regroup(parts: list[pd.DataFrame], keys: list[str], values: list[str]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame({**{k: pd.Series(dtype="object") for k in keys if k != "day"},
+                             "day": pd.Series(dtype="datetime64[ns]"),
+                             **{v: pd.Series(dtype="int64") for v in values}})[keys + values]
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return df.groupby(keys, dropna=False, sort=False)[values].sum().reset_index()
+
+
+def build_cube(path: Path, fmt: str, tz=None, schema: LabelSchema = SCHEMA) -> Cube:
+    """One streaming pass over a labelled file or Spark directory."""
+    b = CubeBuilder(tz, schema)
+    b.has_text = "text" in columns_of(path, fmt)
+    for df in batches(path, fmt):
+        check_columns(df, path)
+        b.add(df)
+    return b.build()
