@@ -87,7 +87,7 @@ class PageInput:
 
 
 def render(p: PageInput) -> str:
-    c, s = p.cube, p.cube.schema
+    c = p.cube
     n = c.posts
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
              f"content=\"width=device-width, initial-scale=1\"><title>{E(p.title)}</title><style>{CSS}</style>"
