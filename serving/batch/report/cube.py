@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.batch.report.read import batches, check_columns, columns_of, parse_days
+from serving.batch.report.read import TEXT_COLS, batches, check_columns, columns_of, parse_days
 from training.schema import SCHEMA, LabelSchema
 
 UNKNOWN = "(unknown)"  # company of a post whose company cell is empty
@@ -161,7 +161,7 @@ def _regroup(parts: list[pd.DataFrame], keys: list[str], values: list[str]) -> p
 def build_cube(path: Path, fmt: str, tz=None, schema: LabelSchema = SCHEMA) -> Cube:
     """One streaming pass over a labelled file or Spark directory."""
     b = CubeBuilder(tz, schema)
-    b.has_text = "text" in columns_of(path, fmt)
+    b.has_text = bool(set(TEXT_COLS) & columns_of(path, fmt))
     for df in batches(path, fmt):
         check_columns(df, path)
         b.add(df)

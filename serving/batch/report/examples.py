@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from serving.batch.report.cube import _company
-from serving.batch.report.read import EXAMPLE_COLS, batches, parse_days
+from serving.batch.report.read import EXAMPLE_COLS, TEXT_COLS, batches, parse_days
 from serving.batch.report.spikes import Spike
 from serving.pii import mask_personal_data
 from training.schema import SCHEMA, LabelSchema
@@ -51,8 +51,10 @@ def find_examples(path: Path, fmt: str, spikes: list[Spike], *, k: int = 3, tz=N
     days = {pd.Timestamp(s.day) for s in spikes}
     best: dict[Spike, pd.DataFrame] = {}
     for df in batches(path, fmt, columns=EXAMPLE_COLS):
-        if "text" not in df or "created_at" not in df:
+        text_col = next((c for c in TEXT_COLS if c in df), None)
+        if text_col is None or "created_at" not in df:
             return {}
+        df = df.rename(columns={text_col: "_text"})
         day = parse_days(df["created_at"], tz).astype("datetime64[ns]")
         on = day.isin(days)
         if not on.any():
@@ -66,11 +68,11 @@ def find_examples(path: Path, fmt: str, spikes: list[Spike], *, k: int = 3, tz=N
             df = df[df["issue_type"] == issue]
         for s in spikes:
             col = "_company" if s.by == "company" else "issue_type"
-            hit = df[(df["_day"] == pd.Timestamp(s.day)) & (df[col] == s.series) & df["text"].notna()]
+            hit = df[(df["_day"] == pd.Timestamp(s.day)) & (df[col] == s.series) & df["_text"].notna()]
             if len(hit):
                 both = pd.concat([best[s], hit]) if s in best else hit
                 best[s] = both.sort_values(["_rank", "_score"], ascending=False, kind="stable").head(k)
-    return {s: [Example(id=str(r.get("id")) if pd.notna(r.get("id")) else "", text=excerpt(r["text"]),
+    return {s: [Example(id=str(r.get("id")) if pd.notna(r.get("id")) else "", text=excerpt(r["_text"]),
                         urgency=str(r["urgency"]), score=float(r["_score"]), company=str(r["_company"]),
                         issue_type=str(r["issue_type"])) for _, r in top.iterrows()]
             for s, top in best.items()}

@@ -21,7 +21,10 @@ from serving.batch.labelling import LabelError, detect_format
 #: the columns the aggregation reads; the example pass adds :data:`EXAMPLE_COLS`
 REPORT_COLS = ("urgency", "issue_type", "prior_channels", "tried_other_channel", "needs_review",
                "contains_personal_data", "company", "created_at")
-EXAMPLE_COLS = ("id", "text", "urgency", "urgency_score", "issue_type", "company", "created_at")
+#: where the post text can be: carried as ``text`` (``frontline label --carry text``), or ``input_text`` when a
+#: labeller renames a carried column that collides with one of its own
+TEXT_COLS = ("text", "input_text")
+EXAMPLE_COLS = ("id", *TEXT_COLS, "urgency", "urgency_score", "issue_type", "company", "created_at")
 REQUIRED = frozenset({"urgency", "issue_type", "prior_channels", "tried_other_channel"})
 _BOOL_COLS = ("tried_other_channel", "needs_review", "contains_personal_data")
 _LIST_COLS = ("prior_channels",)
@@ -87,18 +90,27 @@ def source_format(path: Path, override: str | None = None) -> str:
 def batches(path: Path, fmt: str, columns: Sequence[str] = REPORT_COLS, rows: int = 50_000) -> Iterator[pd.DataFrame]:
     """DataFrames of at most ``rows`` rows holding those of ``columns`` the file has; booleans as bool and
     ``prior_channels`` as lists whatever the format (CSV writes them as 'true'/'false' and 'a|b')."""
+    parse = _parse_options(spark=path.is_dir())
     for part in part_files(path):
-        yield from _file_batches(part, fmt, columns, rows)
+        yield from _file_batches(part, fmt, columns, rows, parse)
 
 
-def _file_batches(path: Path, fmt: str, columns: Sequence[str], rows: int) -> Iterator[pd.DataFrame]:
+def _parse_options(spark: bool) -> pacsv.ParseOptions:
+    """CSV dialect: RFC 4180 (quotes doubled) for the local engine's file; Spark's CSV writer escapes a quote
+    inside a quoted field as ``\\"`` by default, so its part files are read with that escape too (doubled quotes
+    still work)."""
+    return pacsv.ParseOptions(newlines_in_values=True, escape_char="\\" if spark else False)
+
+
+def _file_batches(path: Path, fmt: str, columns: Sequence[str], rows: int,
+                  parse: pacsv.ParseOptions) -> Iterator[pd.DataFrame]:
     if fmt == "parquet":
         pf = pq.ParquetFile(path)
         cols = [c for c in columns if c in pf.schema_arrow.names]
         for b in pf.iter_batches(batch_size=rows, columns=cols):
             yield b.to_pandas()
     elif fmt == "csv":
-        yield from _csv_batches(path, columns)
+        yield from _csv_batches(path, columns, parse)
     else:
         opener = gzip.open if path.suffix.lower() == ".gz" else open
         buf = []
@@ -118,15 +130,13 @@ def _file_batches(path: Path, fmt: str, columns: Sequence[str], rows: int) -> It
             yield pd.DataFrame(buf)
 
 
-def _csv_batches(path: Path, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+def _csv_batches(path: Path, columns: Sequence[str], parse: pacsv.ParseOptions) -> Iterator[pd.DataFrame]:
     if not path.stat().st_size:
         return
-    first = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16),
-                           parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    first = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=parse)
     header = first.schema.names
     cols = [c for c in columns if c in header]
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=8 << 20),
-                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=8 << 20), parse_options=parse,
                             convert_options=pacsv.ConvertOptions(
                                 include_columns=cols, column_types={c: pa.string() for c in cols}))
     for b in reader:
@@ -150,7 +160,8 @@ def columns_of(path: Path, fmt: str) -> set[str]:
         if fmt == "csv":
             if not part.stat().st_size:
                 return set()
-            return set(pacsv.open_csv(part, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names)
+            return set(pacsv.open_csv(part, read_options=pacsv.ReadOptions(block_size=1 << 16),
+                                      parse_options=_parse_options(spark=path.is_dir())).schema.names)
         opener = gzip.open if part.suffix.lower() == ".gz" else open
         with opener(part, "rt", encoding="utf-8") as f:
             for line in f:

@@ -40,17 +40,18 @@ def labelled_rows(n_days=28, spike_day=21, seed=7, start=date(2017, 10, 1), outa
             if text:
                 row["text"] = (f"@TelcoHelp outage #{j - n}: no signal since noon, call me on {SECRETS[1]} or "
                                f"{SECRETS[0]}, card {SECRETS[2]} was charged, order number {SECRETS[3]}. " + "x" * 300
-                               if spike else f"@{row['company']} just a normal post {k}")
+                               if spike else f"@{row['company']} just a \"normal\" post, number {k}")
             rows.append(row)
             k += 1
     return rows, start + timedelta(days=spike_day)
 
 
-def write_labelled(path, rows):
+def write_labelled(path, rows, spark_csv=False):
+    """As `frontline label` writes ``path`` (``spark_csv``: in Spark's CSV dialect, quotes escaped as \\")."""
     df = pd.DataFrame(rows)
     if path.suffix == ".csv":
         df = df.assign(prior_channels=df["prior_channels"].map("|".join))
-        df.to_csv(path, index=False)
+        df.to_csv(path, index=False, **({"escapechar": "\\", "doublequote": False} if spark_csv else {}))
     elif path.suffix == ".jsonl":
         df.to_json(path, orient="records", lines=True)
     else:

@@ -77,7 +77,7 @@ def _spark_dir(path, rows, fmt, parts=3):
             for r in chunk[::5]:
                 del r["company"]
         name = f"part-0000{i}-6b1c-c000." + {"parquet": "snappy.parquet", "csv": "csv", "json": "json"}[fmt]
-        write_labelled(path / name.replace(".json", ".jsonl"), chunk)
+        write_labelled(path / name.replace(".json", ".jsonl"), chunk, spark_csv=True)
         if fmt == "json":
             (path / name.replace(".json", ".jsonl")).rename(path / name)
         (path / f".{name}.crc").write_bytes(b"\x00crc")
