@@ -95,8 +95,7 @@ def mask_personal_data(text: str) -> str:
     out, pos = [], 0
     for start, end, kind in sorted(spans):
         if start < pos:  # overlaps the previous placeholder: extend it
-            if end > pos:
-                pos = end
+            pos = max(pos, end)
             continue
         out += [text[pos:start], f"[{kind}]"]
         pos = end

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.batch.report.read import TEXT_COLS, batches, check_columns, columns_of, parse_days
+from serving.batch.report.read import (
+    TEXT_COLS,
+    batches,
+    check_columns,
+    columns_of,
+    parse_days,
+)
 from training.schema import SCHEMA, LabelSchema
 
 UNKNOWN = "(unknown)"  # company of a post whose company cell is empty

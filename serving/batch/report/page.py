@@ -244,7 +244,8 @@ def _spike_table(table_id: str, what: str, spikes: list[Spike], p: PageInput) ->
             rows.append(f'<tr class="examples"><td></td><td colspan="4"><ul>{items}</ul></td></tr>')
     more = f'<p class="note">{len(spikes) - 50} more not listed.</p>' if len(spikes) > 50 else ""
     note = f'<p class="note">{E(p.example_note)}</p>' if p.example_note else ""
-    return (f'<p class="alert">{len(spikes)} spike(s): a {what}\'s daily volume reached {E(p.spike_rule)}. Check '
+    article = "an" if what[0] in "aeiou" else "a"
+    return (f'<p class="alert">{len(spikes)} spike(s): {article} {what}\'s daily volume reached {E(p.spike_rule)}. Check '
             'for an outage or incident on these days.</p>' + note
             + f'<table id="{table_id}"><tr><th>day</th><th>{E(what)}</th><th class=n>posts</th>'
             f'<th class=n>trailing median</th><th class=n>factor</th></tr>{"".join(rows)}</table>{more}')

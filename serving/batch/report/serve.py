@@ -58,7 +58,7 @@ def make_server(report: Report, host: str = "127.0.0.1", port: int = 8050) -> Th
     class Handler(BaseHTTPRequestHandler):
         server_version = "frontline-report"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             if url.path not in ("/", "/index.html"):
                 self._send(HTTPStatus.NOT_FOUND, "text/plain", f"not found: {url.path} (the report is at /)")

@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 from serving.batch.labelling import LabelOptions, run_label
 from serving.batch.report import ReportOptions, detect_spikes, parse_days, write_report
 from tests.serving.batch.label_support import sample_posts, write_rows
-from tests.serving.batch.report_support import OUTAGE_COMPANY, SECRETS, labelled_rows, write_labelled
+from tests.serving.batch.report_support import (
+    OUTAGE_COMPANY,
+    SECRETS,
+    labelled_rows,
+    write_labelled,
+)
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 CHART_IDS = ["chart-urgency", "chart-issue", "chart-urgency-issue", "chart-channels", "chart-channels-by-issue",

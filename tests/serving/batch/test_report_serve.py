@@ -18,7 +18,12 @@ import pytest
 
 from serving.batch.report import Report
 from serving.batch.report.serve import FilterError, make_server, parse_filters
-from tests.serving.batch.report_support import OUTAGE_COMPANY, SECRETS, labelled_rows, write_labelled
+from tests.serving.batch.report_support import (
+    OUTAGE_COMPANY,
+    SECRETS,
+    labelled_rows,
+    write_labelled,
+)
 from training.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -93,7 +98,7 @@ def test_cli_serve_starts_and_answers(tmp_path):
 
 
 def _bars(html, chart_id):
-    svg = re.search(rf'<svg id="{chart_id}".*?</svg>', html, re.S).group(0)
+    svg = re.search(rf'<svg id="{chart_id}".*?</svg>', html, re.DOTALL).group(0)
     return re.findall(r"<title>([^<]*)</title>", svg)
 
 
@@ -117,7 +122,7 @@ def test_filters_in_headless_chromium(served):
     assert len(_bars(full, "chart-companies")) == 4 and _bars(view, "chart-companies") == [f"AcmeAir: {n:,} · 100.0%"]
     assert _bars(view, "chart-urgency") != _bars(full, "chart-urgency")  # the same chart, other numbers
     assert "2017-10-08 to 2017-10-14" in view and spike_day.isoformat() not in re.search(
-        r'<section><h2>Volume per day.*?</section>', view, re.S).group(0)
+        r'<section><h2>Volume per day.*?</section>', view, re.DOTALL).group(0)
     # the form in the rendered DOM carries the filter, so "Apply" keeps it
     assert re.search(r'<input[^>]*name="company"[^>]*value="AcmeAir"', view)
     assert re.search(r'<input[^>]*name="from"[^>]*value="2017-10-08"', view)

@@ -9,8 +9,24 @@ import pandas as pd
 import pytest
 
 from serving.batch.labelling import LabelError
-from serving.batch.report import NO_TEXT_NOTE, Filters, Report, ReportOptions, parse_days, write_report
-from tests.serving.batch.report_support import COMPANIES, OUTAGE_COMPANY, labelled_rows, write_labelled
+from serving.batch.report import (
+    NO_TEXT_NOTE,
+    Filters,
+    Report,
+    ReportOptions,
+    parse_days,
+    write_report,
+)
+from tests.serving.batch.report_support import (
+    COMPANIES,
+    OUTAGE_COMPANY,
+    labelled_rows,
+    write_labelled,
+)
+
+
+def _posts_kpi(page: str) -> int:
+    return int(re.search(r"<b>([\d,]+)</b><span>posts labelled", page).group(1).replace(",", ""))
 
 
 def _kpis(page: str) -> str:
@@ -87,7 +103,7 @@ def _spark_dir(path, rows, fmt, parts=3):
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "json"])
 def test_report_reads_a_spark_output_directory(tmp_path, fmt):
-    rows, spike_day = labelled_rows()
+    rows, _ = labelled_rows()
     single = write_labelled(tmp_path / f"one.{'jsonl' if fmt == 'json' else fmt}", rows)
     ref = write_report(single, tmp_path / "ref.html")
     d = _spark_dir(tmp_path / f"spark.{fmt}", rows, fmt)
@@ -114,6 +130,8 @@ def test_filtered_views_count_only_their_posts(tmp_path):
     rows, spike_day = labelled_rows()
     rep = Report(write_labelled(tmp_path / "l.parquet", rows))
     full, spikes, cspikes = rep.page()
+    assert [s.series for s in spikes] == ["service_disruption"] and [s.series for s in cspikes] == [OUTAGE_COMPANY]
+    assert _posts_kpi(full) == len(rows)
     acme, a_spikes, a_cspikes = rep.page(Filters(company="AcmeAir"))
     n_acme = sum(r["company"] == "AcmeAir" for r in rows)
     assert f"<b>{n_acme:,}</b><span>posts labelled" in acme and a_spikes == [] and a_cspikes == []
