@@ -49,30 +49,40 @@ def find_examples(path: Path, fmt: str, spikes: list[Spike], *, k: int = 3, tz=N
         return {}
     rank = {u: i for i, u in enumerate(schema.urgency)}
     days = {pd.Timestamp(s.day) for s in spikes}
-    best: dict[Spike, pd.DataFrame] = {}
+    wanted = {(s.by, pd.Timestamp(s.day), s.series): s for s in spikes}
+    keep = ["_by", "_day", "_series", "_rank", "_score", "_text", "_company", "issue_type", "urgency", "id"]
+    pool: pd.DataFrame | None = None  # the best k so far per spike, whatever the number of spikes
     for df in batches(path, fmt, columns=EXAMPLE_COLS):
         text_col = next((c for c in TEXT_COLS if c in df), None)
         if text_col is None or "created_at" not in df:
             return {}
-        df = df.rename(columns={text_col: "_text"})
         day = parse_days(df["created_at"], tz).astype("datetime64[ns]")
-        on = day.isin(days)
+        on = day.isin(days) & df[text_col].notna()
+        if company:
+            on &= _company(df) == company
+        if issue:
+            on &= df["issue_type"] == issue
         if not on.any():
             continue
-        df = df[on].assign(_day=day[on], _company=_company(df[on]), _rank=df.loc[on, "urgency"].map(rank).fillna(-1),
-                           _score=pd.to_numeric(df.loc[on, "urgency_score"], errors="coerce").fillna(0.0)
-                           if "urgency_score" in df else 0.0)
-        if company:
-            df = df[df["_company"] == company]
-        if issue:
-            df = df[df["issue_type"] == issue]
-        for s in spikes:
-            col = "_company" if s.by == "company" else "issue_type"
-            hit = df[(df["_day"] == pd.Timestamp(s.day)) & (df[col] == s.series) & df["_text"].notna()]
-            if len(hit):
-                both = pd.concat([best[s], hit]) if s in best else hit
-                best[s] = both.sort_values(["_rank", "_score"], ascending=False, kind="stable").head(k)
-    return {s: [Example(id=str(r.get("id")) if pd.notna(r.get("id")) else "", text=excerpt(r["_text"]),
-                        urgency=str(r["urgency"]), score=float(r["_score"]), company=str(r["_company"]),
-                        issue_type=str(r["issue_type"])) for _, r in top.iterrows()]
-            for s, top in best.items()}
+        sub = df[on].rename(columns={text_col: "_text"})
+        sub = sub.assign(_day=day[on], _company=_company(sub), _rank=sub["urgency"].map(rank).fillna(-1),
+                         _score=pd.to_numeric(sub["urgency_score"], errors="coerce").fillna(0.0)
+                         if "urgency_score" in sub else 0.0, id=sub["id"] if "id" in sub else None)
+        hits = [pool] if pool is not None else []
+        for by, col in (("issue_type", "issue_type"), ("company", "_company")):
+            key = list(zip([by] * len(sub), sub["_day"], sub[col]))
+            m = pd.Series([k in wanted for k in key], index=sub.index)
+            if m.any():
+                hits.append(sub[m].assign(_by=by, _series=sub.loc[m, col])[keep])
+        if hits:
+            both = pd.concat(hits, ignore_index=True)
+            pool = (both.sort_values(["_rank", "_score"], ascending=False, kind="stable")
+                    .groupby(["_by", "_day", "_series"], sort=False).head(k))
+    if pool is None:
+        return {}
+    out: dict[Spike, list[Example]] = {}
+    for _, r in pool.iterrows():
+        out.setdefault(wanted[(r["_by"], r["_day"], r["_series"])], []).append(Example(
+            id=str(r["id"]) if pd.notna(r["id"]) else "", text=excerpt(r["_text"]), urgency=str(r["urgency"]),
+            score=float(r["_score"]), company=str(r["_company"]), issue_type=str(r["issue_type"])))
+    return out
