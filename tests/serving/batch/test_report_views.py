@@ -159,3 +159,24 @@ def test_without_text_the_page_says_how_to_get_examples(tmp_path):
     with_text = write_labelled(tmp_path / "t.csv", labelled_rows()[0])
     assert '<li class="example">' in Report(with_text).page()[0]
     assert '<li class="example">' not in Report(with_text, ReportOptions(examples=0)).page()[0]
+
+
+def test_cli_report_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    cur = write_labelled(tmp_path / "oct.parquet", labelled_rows()[0])
+    prev_rows = labelled_rows(n_days=10, seed=3, outage=0)[0]
+    prev = write_labelled(tmp_path / "sep.csv", prev_rows)
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(app, ["report", str(cur), "--out", str(out), "--tz", "Europe/Paris", "--compare-to",
+                                   str(prev), "--examples", "2"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())  # rich wraps long lines
+    assert "1 issue-type and 1 company spike(s)" in said and f"compared with {len(prev_rows):,} posts" in said
+    page = out.read_text()
+    assert "days in Europe/Paris" in page and '<section id="compare">' in page
+    assert page.count('<li class="example">') == 4  # 2 per spike
+    res = CliRunner().invoke(app, ["report", str(cur), "--out", str(out), "--tz", "Paris"])
+    assert res.exit_code == 2 and "unknown time zone 'Paris'" in " ".join(res.output.split())
