@@ -13,8 +13,10 @@ from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from serving.batch.labelling import LabelError
 from serving.batch.report.read import (
     TEXT_COLS,
     batches,
@@ -118,11 +120,53 @@ class Cube:
         return (days.min().date(), days.max().date()) if len(days) else None
 
 
+class _Codes:
+    """A growing string → int code book, so the partial tables hold small integers instead of strings (a third
+    of the memory on a million rows with dense keys) and decode to categoricals once, at the end."""
+
+    def __init__(self, initial: tuple[str, ...] = ()):
+        self.names: list[str] = list(initial)
+        self.index = {n: i for i, n in enumerate(self.names)}
+
+    def encode(self, s: pd.Series) -> np.ndarray:
+        local, uniques = pd.factorize(s)
+        book = np.array([self.index.setdefault(u, len(self.index)) for u in uniques] + [-1], dtype=np.int32)
+        self.names = list(self.index)
+        return book[local]  # pandas' NaN code -1 picks the trailing -1
+
+
+
+# Each partial table row is one packed int64 key (company | issue | urgency | day, or company | issue | day |
+# channel) plus its counts: a single-integer group-by is several times lighter than one over four columns.
+_BITS = {"company": 24, "issue_type": 7, "urgency": 5, "channel": 5, "day": 21}
+_DAY0 = 1 << 20  # day code = days since 1970 + _DAY0 (1970 ± 2,800 years); 0 = no timestamp
+
+
+def _pack(cols: dict[str, np.ndarray], order: list[str]) -> np.ndarray:
+    key = np.zeros(len(next(iter(cols.values()))), dtype=np.int64)
+    for name in order:
+        v = cols[name].astype(np.int64)
+        if len(v) and (v.max() >= 1 << _BITS[name] or v.min() < 0):
+            raise LabelError(f"too many distinct {name} values for the report (at most {1 << _BITS[name]:,})")
+        key = (key << _BITS[name]) | v
+    return key
+
+
+def _unpack(key: np.ndarray, order: list[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in reversed(order):
+        out[name] = (key & ((1 << _BITS[name]) - 1)).astype(np.int64)
+        key = key >> _BITS[name]
+    return out
+
+
 class CubeBuilder:
     """Adds batches of labelled rows; :meth:`build` returns the :class:`Cube`."""
 
     def __init__(self, tz=None, schema: LabelSchema = SCHEMA):
         self.tz, self.schema = tz, schema
+        self._codes = {"company": _Codes(), "issue_type": _Codes(tuple(schema.issue_type)),
+                       "urgency": _Codes(tuple(schema.urgency)), "channel": _Codes(tuple(schema.prior_channels))}
         self._main: list[pd.DataFrame] = []
         self._channels: list[pd.DataFrame] = []
         self.has_company = self.has_time = self.has_text = False
@@ -132,36 +176,51 @@ class CubeBuilder:
             return
         self.has_company |= "company" in df
         self.has_time |= "created_at" in df
-        company, day = _company(df), _days(df, self.tz)
-        frame = pd.DataFrame({"company": company, "issue_type": df["issue_type"].astype(str),
-                              "urgency": df["urgency"].astype(str), "day": day, "posts": 1,
-                              "tried": _flag(df, "tried_other_channel"), "review": _flag(df, "needs_review"),
-                              "personal": _flag(df, "contains_personal_data")})
-        self._main.append(frame.groupby(KEYS, dropna=False, sort=False)[VALUES].sum().reset_index())
-        ex = pd.DataFrame({"company": company, "issue_type": frame["issue_type"], "day": day,
-                           "channel": df["prior_channels"]}).explode("channel")
+        c = self._codes
+        days = _days(df, self.tz)
+        day = np.where(days.isna(), 0, days.to_numpy().astype("datetime64[D]").astype(np.int64) + _DAY0)
+        cols = {"company": c["company"].encode(_company(df)), "issue_type": c["issue_type"].encode(
+            df["issue_type"].astype(str)), "urgency": c["urgency"].encode(df["urgency"].astype(str)), "day": day}
+        frame = pd.DataFrame({"key": _pack(cols, KEYS), "posts": 1,
+                              "tried": _flag(df, "tried_other_channel").to_numpy(),
+                              "review": _flag(df, "needs_review").to_numpy(),
+                              "personal": _flag(df, "contains_personal_data").to_numpy()})
+        self._main.append(frame.groupby("key", sort=False)[VALUES].sum().reset_index())
+        ex = pd.DataFrame({"row": np.arange(len(df)), "channel": df["prior_channels"].to_numpy()}).explode("channel")
         ex = ex[ex["channel"].notna() & (ex["channel"] != "")]
-        self._channels.append(ex.groupby(CH_KEYS, dropna=False, sort=False).size().rename("mentions").reset_index())
+        if len(ex):
+            rows = ex["row"].to_numpy(dtype=np.int64)
+            key = _pack({"company": cols["company"][rows], "issue_type": cols["issue_type"][rows],
+                         "day": day[rows], "channel": c["channel"].encode(ex["channel"].astype(str))}, CH_KEYS)
+            self._channels.append(pd.DataFrame({"key": key, "mentions": 1}).groupby("key", sort=False)
+                                  [["mentions"]].sum().reset_index())
         if len(self._main) >= _COMPACT_EVERY:
             self._compact()
 
     def _compact(self) -> None:
-        self._main = [_regroup(self._main, KEYS, VALUES)]
-        self._channels = [_regroup(self._channels, CH_KEYS, ["mentions"])]
+        self._main = [_regroup(self._main, VALUES)]
+        self._channels = [_regroup(self._channels, ["mentions"])]
+
+    def _decode(self, df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+        codes = _unpack(df["key"].to_numpy(), order)
+        out = {k: pd.Categorical.from_codes(codes[k], categories=self._codes[k].names) for k in order if k != "day"}
+        day = codes["day"]
+        out["day"] = pd.Series(np.where(day == 0, np.datetime64("NaT"), (day - _DAY0).astype("datetime64[D]")),
+                               index=df.index).astype("datetime64[ns]")
+        return pd.DataFrame({**{k: out[k] for k in order}, **{v: df[v] for v in df.columns if v != "key"}},
+                            index=df.index)
 
     def build(self) -> Cube:
-        main = _regroup(self._main, KEYS, VALUES)
-        channels = _regroup(self._channels, CH_KEYS, ["mentions"])
+        main = self._decode(_regroup(self._main, VALUES), KEYS)
+        channels = self._decode(_regroup(self._channels, ["mentions"]), CH_KEYS)
         return Cube(main, channels, self.has_company, self.has_time, self.has_text, self.schema)
 
 
-def _regroup(parts: list[pd.DataFrame], keys: list[str], values: list[str]) -> pd.DataFrame:
+def _regroup(parts: list[pd.DataFrame], values: list[str]) -> pd.DataFrame:
     if not parts:
-        return pd.DataFrame({**{k: pd.Series(dtype="object") for k in keys if k != "day"},
-                             "day": pd.Series(dtype="datetime64[ns]"),
-                             **{v: pd.Series(dtype="int64") for v in values}})[keys + values]
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in ["key", *values]})
     df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    return df.groupby(keys, dropna=False, sort=False)[values].sum().reset_index()
+    return df.groupby("key", sort=False)[values].sum().reset_index()
 
 
 def build_cube(path: Path, fmt: str, tz=None, schema: LabelSchema = SCHEMA) -> Cube:
