@@ -67,3 +67,37 @@ def personal_data_kinds(text: str) -> list[str]:
 def contains_personal_data(text: str) -> bool:
     """True when ``text`` holds an e-mail, phone, Luhn-valid card or account/order number."""
     return bool(personal_data_kinds(text))
+
+
+def mask_personal_data(text: str) -> str:
+    """``text`` with each piece of personal data the detector finds replaced by ``[kind]`` (``[email]``,
+    ``[phone]``, ``[card]``, ``[account_number]``).
+
+    Why: the analyst's report quotes example posts; it shows what customers wrote without copying their
+    contact details or card numbers into a page that gets mailed around. The same rules as
+    :func:`personal_data_kinds` decide what counts, so what is flagged is exactly what is masked; overlapping
+    matches are merged into one placeholder (the one that starts first names it).
+    """
+    spans: list[tuple[int, int, str]] = [(m.start(), m.end(), "email") for m in _EMAIL.finditer(text)]
+    for m in _NUMBERISH.finditer(text):
+        raw = m.group(0)
+        digits = re.sub(r"\D", "", raw)
+        plain = not any(c in raw for c in "+()")
+        if plain and 13 <= len(digits) <= 19 and luhn_valid(digits):
+            spans.append((m.start(), m.end(), "card"))
+        elif 10 <= len(digits) <= 15:
+            spans.append((m.start(), m.end(), "phone"))
+    for m in _ACCOUNT.finditer(text):
+        if sum(c.isdigit() for c in m.group(1)) >= 3:
+            spans.append((m.start(1), m.end(1), "account_number"))
+    if not spans:
+        return text
+    out, pos = [], 0
+    for start, end, kind in sorted(spans):
+        if start < pos:  # overlaps the previous placeholder: extend it
+            pos = max(pos, end)
+            continue
+        out += [text[pos:start], f"[{kind}]"]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

@@ -94,8 +94,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def report(
-        labelled: Annotated[Path, typer.Argument(help="Output of `frontline label` (.csv, .jsonl or .parquet).",
-                                                 exists=True, dir_okay=True)],
+        labelled: Annotated[Path, typer.Argument(
+            help="Output of `frontline label`: a .csv, .jsonl or .parquet file, or the Spark engine's directory.",
+            exists=True, dir_okay=True)],
         out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
         in_format: Annotated[str | None, typer.Option(help="csv | jsonl | parquet (default: from extension).")] = None,
         top_companies: Annotated[int, typer.Option(min=1, help="Companies shown, by volume.")] = 15,
@@ -103,18 +104,50 @@ def register(app: typer.Typer) -> None:
         spike_window: Annotated[int, typer.Option(min=1, help="Trailing baseline window, days.")] = 7,
         spike_min_count: Annotated[int, typer.Option(min=1, help="Spike: at least this many posts that day.")] = 10,
         title: Annotated[str, typer.Option(help="Report title.")] = "frontline — why customers came to social",
+        tz: Annotated[str | None, typer.Option(
+            "--tz", help="Time zone of the daily buckets, an IANA name such as Europe/Paris (default UTC).")] = None,
+        compare_to: Annotated[Path | None, typer.Option(
+            help="A previous period's labelled file or Spark directory: show volume and label-mix changes.",
+            exists=True, dir_okay=True)] = None,
+        examples: Annotated[int, typer.Option(
+            min=0, help="Example posts per spike (most urgent first; needs a text column: label with --carry "
+                        "text).")] = 3,
+        serve: Annotated[bool, typer.Option(
+            "--serve", help="Serve the report on HOST:PORT with filters by company, issue type and dates "
+                            "instead of writing --out.")] = False,
+        host: Annotated[str, typer.Option(help="--serve: address to bind.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=0, max=65535, help="--serve: port (0 picks a free one).")] = 8050,
     ):
-        """One self-contained HTML page: label mix, prior channels, companies, volume over time, spikes."""
+        """One self-contained HTML page: label mix, prior channels, companies, volume, spikes with example posts."""
         from serving.batch.labelling import LabelError
-        from serving.batch.report import ReportOptions, write_report
+        from serving.batch.report import Report, ReportOptions, write_report
 
         console = Console(stderr=True)
+        opts = ReportOptions(in_format=in_format, top_companies=top_companies, spike_factor=spike_factor,
+                             spike_window=spike_window, spike_min_count=spike_min_count, title=title, tz=tz,
+                             compare_to=compare_to, examples=examples)
         try:
-            info = write_report(labelled, out, ReportOptions(
-                in_format=in_format, top_companies=top_companies, spike_factor=spike_factor,
-                spike_window=spike_window, spike_min_count=spike_min_count, title=title))
+            if serve:
+                from serving.batch.report.serve import make_server
+
+                server = make_server(Report(labelled, opts), host, port)
+            else:
+                info = write_report(labelled, out, opts)
         except LabelError as e:
             console.print(f"[red]error:[/] {e}")
             raise typer.Exit(2)
+        if serve:
+            h, p = server.server_address[:2]
+            print(f"serving the report of {labelled} on http://{h}:{p}/ (filters: ?company=&issue=&from=&to=; "
+                  "Ctrl-C stops)", flush=True)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                server.server_close()
+            return
         console.print(f"report of {info['posts']:,} posts written to {out} "
-                      f"({len(info['spikes'])} spike(s) flagged)")
+                      f"({len(info['spikes'])} issue-type and {len(info['company_spikes'])} company spike(s) flagged"
+                      + (f"; compared with {info['previous_posts']:,} posts of {compare_to}" if compare_to else "")
+                      + ")")

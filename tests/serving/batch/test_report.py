@@ -16,11 +16,17 @@ from typer.testing import CliRunner
 from serving.batch.labelling import LabelOptions, run_label
 from serving.batch.report import ReportOptions, detect_spikes, parse_days, write_report
 from tests.serving.batch.label_support import sample_posts, write_rows
-from training.schema import SCHEMA
+from tests.serving.batch.report_support import (
+    OUTAGE_COMPANY,
+    SECRETS,
+    labelled_rows,
+    write_labelled,
+)
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 CHART_IDS = ["chart-urgency", "chart-issue", "chart-urgency-issue", "chart-channels", "chart-channels-by-issue",
-             "chart-companies", "chart-channels-by-company", "chart-volume", "chart-issue-daily"]
+             "chart-companies", "chart-channels-by-company", "chart-volume", "chart-issue-daily",
+             "chart-company-daily"]
 
 
 # --------------------------------------------------------------------------------------------- spikes
@@ -37,7 +43,7 @@ def test_planted_spike_is_found_with_day_and_factor():
     outage = {d: 5 + rng.randint(-1, 1) for d in days}
     outage[days[20]] = 60  # the outage
     spikes = detect_spikes({"billing": billing, "service_disruption": outage}, window=7, factor=3, min_count=10)
-    assert [(s.issue_type, s.day) for s in spikes] == [("service_disruption", days[20])]
+    assert [(s.series, s.day) for s in spikes] == [("service_disruption", days[20])]
     s = spikes[0]
     assert s.count == 60 and 4 <= s.baseline <= 6 and s.factor == pytest.approx(60 / s.baseline, rel=0.01)
 
@@ -74,49 +80,16 @@ def test_parse_days_handles_export_timestamp_formats():
 # --------------------------------------------------------------------------------------------- the page
 
 
-def _labelled_rows(n_days=28, spike_day=21, seed=7):
-    """A synthetic labelled export: steady traffic plus a service_disruption outage on one day."""
-    rng = random.Random(seed)
-    start = date(2017, 10, 1)
-    rows, k = [], 0
-    for d in range(n_days):
-        day = start + timedelta(days=d)
-        n = 40 + rng.randint(-5, 5)
-        extra = 90 if d == spike_day else 0
-        for j in range(n + extra):
-            issue = "service_disruption" if j >= n else rng.choice(SCHEMA.issue_type)
-            chans = rng.sample(SCHEMA.prior_channels, rng.choice([0, 0, 0, 1, 2]))
-            rows.append({"id": f"r{k}", "created_at": f"{day.isoformat()}T{rng.randint(0, 23):02d}:00:00Z",
-                         "company": rng.choice(["AcmeAir", "ShopCo", "TelcoHelp", "<script>x</script>"]),
-                         "urgency": "critical" if j >= n else rng.choice(SCHEMA.urgency), "urgency_score": 0.7,
-                         "issue_type": issue, "issue_type_score": 0.6, "prior_channels": chans,
-                         "tried_other_channel": bool(chans), "prior_channels_score": 0.8,
-                         "needs_review": rng.random() < 0.1, "contains_personal_data": rng.random() < 0.05})
-            k += 1
-    return rows, start + timedelta(days=spike_day)
-
-
-def _write_labelled(path, rows):
-    df = pd.DataFrame(rows)
-    if path.suffix == ".csv":
-        df = df.assign(prior_channels=df["prior_channels"].map("|".join))
-        df.to_csv(path, index=False)
-    elif path.suffix == ".jsonl":
-        df.to_json(path, orient="records", lines=True)
-    else:
-        df.to_parquet(path)
-    return path
-
-
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_report_is_self_contained_and_flags_the_outage(tmp_path, fmt):
-    rows, spike_day = _labelled_rows()
-    src = _write_labelled(tmp_path / f"labelled.{fmt}", rows)
+    rows, spike_day = labelled_rows()
+    src = write_labelled(tmp_path / f"labelled.{fmt}", rows)
     out = tmp_path / "report.html"
     info = write_report(src, out, ReportOptions())
     page = out.read_text(encoding="utf-8")
     assert info["posts"] == len(rows)
     assert [(s["issue_type"], s["day"]) for s in info["spikes"]] == [("service_disruption", spike_day.isoformat())]
+    assert [(s["company"], s["day"]) for s in info["company_spikes"]] == [(OUTAGE_COMPANY, spike_day.isoformat())]
     for cid in CHART_IDS:
         assert f'<svg id="{cid}"' in page, cid
     assert "<script" not in page.replace("&lt;script&gt;", "")  # company names are escaped, no JS anywhere
@@ -125,14 +98,22 @@ def test_report_is_self_contained_and_flags_the_outage(tmp_path, fmt):
     assert spike_day.isoformat() in page and "service_disruption" in page
     tried = sum(r["tried_other_channel"] for r in rows) / len(rows)
     assert f"{100 * tried:.1f}%" in page  # the headline share
-    assert page.count('class="spike-mark"') >= 2  # on the volume line and the issue's sparkline
+    assert page.count('class="spike-mark"') >= 3  # the volume line, the issue's and the company's sparklines
+    # each spike lists its three most urgent posts (highest score first), masked and truncated
+    examples = re.findall(r'<li class="example">(.*?)</li>', page)
+    assert len(examples) == 6  # 3 under the issue spike, 3 under the company spike
+    assert all("#89:" in e or "#88:" in e or "#87:" in e for e in examples), examples[:1]
+    for secret in SECRETS:
+        assert secret not in page
+    assert "[phone]" in examples[0] and "[email]" in examples[0] and "[card]" in examples[0]
+    assert "[account_number]" in examples[0] and "…" in examples[0] and "x" * 200 not in page
 
 
 def test_report_without_timestamps_or_companies(tmp_path):
-    rows, _ = _labelled_rows(n_days=3)
+    rows, _ = labelled_rows(n_days=3)
     for r in rows:
         del r["created_at"], r["company"]
-    src = _write_labelled(tmp_path / "labelled.parquet", rows)
+    src = write_labelled(tmp_path / "labelled.parquet", rows)
     out = tmp_path / "r.html"
     info = write_report(src, out)
     page = out.read_text()
@@ -162,8 +143,8 @@ def test_label_then_report_cli(tmp_path, tiny_predictor):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium); browser render "
                                              "test skipped")
 def test_report_renders_in_headless_chromium(tmp_path):
-    rows, spike_day = _labelled_rows()
-    src = _write_labelled(tmp_path / "labelled.parquet", rows)
+    rows, spike_day = labelled_rows()
+    src = write_labelled(tmp_path / "labelled.parquet", rows)
     out = tmp_path / "report.html"
     write_report(src, out)
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
