@@ -243,10 +243,11 @@ class Predictor:
     def probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Fused probabilities per output, plus ``TOKENS`` and ``TRUNCATED`` per post (see ``Window``)."""
         encodings = self.encodings(texts)
-        enc = self.encoder_probabilities(texts, [e.ids for e in encodings])
+        ids = [e.ids for e in encodings]
+        enc = self.encoder_probabilities(texts, ids)
         lex = self.lexical.predict_proba(texts) if self.lexical is not None else None
         probs = dict(self.policy.fuse(enc, lex))
-        probs[TOKENS] = np.array([len(e.ids) for e in encodings], dtype=np.int64)
+        probs[TOKENS] = np.array([len(i) for i in ids], dtype=np.int64)
         probs[TRUNCATED] = np.array([bool(e.overflowing) for e in encodings], dtype=bool)
         return probs
 

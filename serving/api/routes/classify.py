@@ -20,6 +20,7 @@ re-validating every response.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -111,8 +112,8 @@ async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSI
         raise TooManyPosts(f"{len(posts)} posts in one call; the limit is {settings.max_posts}. Split the batch.",
                            [ErrorDetail(field="posts", problem=f"{len(posts)} posts, at most {settings.max_posts}")])
     found = problems(posts, settings.max_text_chars)
-    if not found and not body.truncate:
-        found = too_long(posts, predictor)
+    if not found and not body.truncate:  # tokenising is CPU work: off the event loop (tokenizers is thread-safe)
+        found = await asyncio.to_thread(too_long, posts, predictor)
     if found:
         raise _invalid(found, len(posts))
 
