@@ -84,16 +84,15 @@ def problems(posts: list[tuple[str | None, str, str]], max_text_chars: int) -> l
     return found
 
 
-def too_long(posts: list[tuple[str | None, str, str]], predictor) -> list[ErrorDetail]:
-    """The posts longer than the served model's window (``truncate: false``)."""
-    found = []
-    windows = predictor.current.predictor.windows([t for _, t, _ in posts])
-    for i, ((_, _, field), w) in enumerate(zip(posts, windows)):
-        if w.truncated:
-            found.append(ErrorDetail(field=field, index=i if field.startswith("posts") else None,
-                                     problem=f"text is {w.total} tokens long; the model reads at most {w.limit} "
-                                             f"(send \"truncate\": true to classify its first {w.limit})"))
-    return found
+def too_long(posts: list[tuple[str | None, str, str]], predictor, skip: set[str]) -> list[ErrorDetail]:
+    """The posts longer than the served model's window (``truncate: false``), but those in ``skip`` (by
+    field: they already have a problem, and may not even be tokenisable)."""
+    keep = [(i, field, text) for i, (_, text, field) in enumerate(posts) if field not in skip]
+    windows = predictor.current.predictor.windows([text for _, _, text in keep])
+    return [ErrorDetail(field=field, index=i if field.startswith("posts") else None,
+                        problem=f"text is {w.total} tokens long; the model reads at most {w.limit} "
+                                f"(send \"truncate\": true to classify its first {w.limit})")
+            for (i, field, _), w in zip(keep, windows) if w.truncated]
 
 
 def _invalid(found: list[ErrorDetail], n: int) -> PostsInvalid:
@@ -112,8 +111,9 @@ async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSI
         raise TooManyPosts(f"{len(posts)} posts in one call; the limit is {settings.max_posts}. Split the batch.",
                            [ErrorDetail(field="posts", problem=f"{len(posts)} posts, at most {settings.max_posts}")])
     found = problems(posts, settings.max_text_chars)
-    if not found and not body.truncate:  # tokenising is CPU work: off the event loop (tokenizers is thread-safe)
-        found = await asyncio.to_thread(too_long, posts, predictor)
+    if not body.truncate and len(found) < len(posts):  # tokenising is CPU work: off the event loop (thread-safe)
+        found += await asyncio.to_thread(too_long, posts, predictor, {d.field for d in found})
+        found.sort(key=lambda d: d.index or 0)  # every bad post, in order (stable: a post's own problems stay together)
     if found:
         raise _invalid(found, len(posts))
 

@@ -462,11 +462,12 @@ def test_a_long_post_is_truncated_by_default_and_says_so(client, tiny_predictor)
 
 def test_truncate_false_refuses_exactly_the_posts_over_the_window(client, tiny_predictor):
     w = tiny_predictor.windows([LONG])[0]
-    body = {**_posts(["fine", LONG, "also fine"]), "truncate": False}
+    body = {**_posts(["fine", LONG, "also fine", " ", LONG]), "truncate": False}
     err = _error(client.post("/v1/classify", json=body, headers=AUTH), 422, "validation_error")
-    assert [(d["field"], d["index"]) for d in err["details"]] == [("posts[1].text", 1)]
+    assert [(d["field"], d["index"]) for d in err["details"]] == [(f"posts[{i}].text", i) for i in (1, 3, 4)]
     assert f"{w.total} tokens" in err["details"][0]["problem"] and f"at most {w.limit}" in err["details"][0]["problem"]
-    assert "1 of 3" in err["message"]
+    assert "empty" in err["details"][1]["problem"]  # every bad post, whatever its problem, in one answer
+    assert "3 of 5" in err["message"]
     ok = client.post("/v1/classify", json={"text": "fine", "truncate": False}, headers=AUTH)
     assert ok.status_code == 200 and ok.json()["results"][0]["truncated"] is False
 
