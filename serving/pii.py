@@ -5,6 +5,10 @@ Why: customers paste their order number, card or phone into public complaints; a
 know so it can move the conversation to a private channel and mask the post. This is a cheap flag,
 not a redaction engine: it favours recall on the obvious shapes and checks card numbers with Luhn so
 that ordinary long numbers are not called cards. It never logs or returns the matched text.
+
+Cost: it runs on every post the service answers, so every pattern is compiled once, here, and the number
+and account patterns (the slow ones: a long alternation tried at every word) run only on texts that hold
+a digit, which both need. About half the posts in ``data/train.jsonl`` have none.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ _ACCOUNT = re.compile(
     r"([A-Z0-9][A-Z0-9\-]{4,})",
     re.IGNORECASE,
 )
+_DIGIT = re.compile(r"\d")
+_NOT_DIGIT = re.compile(r"\D")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -41,7 +47,7 @@ def _numbers(text: str) -> set[str]:
     kinds: set[str] = set()
     for m in _NUMBERISH.finditer(text):
         raw = m.group(0)
-        digits = re.sub(r"\D", "", raw)
+        digits = _NOT_DIGIT.sub("", raw)
         plain = not any(c in raw for c in "+()")
         if plain and 13 <= len(digits) <= 19 and luhn_valid(digits):
             kinds.add("card")
@@ -53,8 +59,10 @@ def _numbers(text: str) -> set[str]:
 def personal_data_kinds(text: str) -> list[str]:
     """The kinds of personal data found in ``text``, in ``KINDS`` order (empty when none)."""
     found: set[str] = set()
-    if _EMAIL.search(text):
+    if "@" in text and _EMAIL.search(text):
         found.add("email")
+    if not _DIGIT.search(text):  # phones, cards and account numbers all have digits
+        return [k for k in KINDS if k in found]
     found |= _numbers(text)
     for m in _ACCOUNT.finditer(text):
         token = m.group(1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,28 @@ WEIGHTS_FILE = "model.safetensors"
 LEXICAL_FILE = "lexical.joblib"
 ONNX_FILE = "model.onnx"
 RUNTIMES = ("auto", "onnx", "torch")
+# Besides one probability array per model output, ``Predictor.probabilities`` returns these two per-post
+# arrays: how many tokens the network read, and whether the post was cut to the window to get there.
+TOKENS, TRUNCATED = "tokens", "truncated"
+
+
+@dataclass(frozen=True)
+class Window:
+    """How much of one post the network reads: the one rule for "too long", applied by the service
+    (``truncate``) and recorded by batch labelling (the ``truncated`` column).
+
+    The network reads at most ``limit`` tokens of the normalised post (``max_length``, its two special
+    tokens included); a post with more is truncated to its first ``limit``. Characters are no measure of
+    this: 128 tokens are ~500 characters of English and far fewer of emoji or CJK text.
+    """
+
+    tokens: int  # tokens the network reads, special tokens included
+    total: int  # tokens the whole post has, special tokens included
+    limit: int  # the model's window (max_length)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.tokens
 
 
 def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: NormaliserConfig,
@@ -165,6 +187,8 @@ class Predictor:
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer_file(self.path / "tokenizer", self.max_length)
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        post = self.tokenizer.post_processor
+        self.special_tokens = post.num_special_tokens_to_add(False) if post is not None else 0
         onnx_path = self.path / ONNX_FILE
         if runtime == "onnx" or (runtime == "auto" and onnx_path.exists() and _has("onnxruntime")):
             self.backend = OnnxBackend(onnx_path, num_threads, shared_cpu)
@@ -180,17 +204,31 @@ class Predictor:
 
             self.lexical = joblib.load(self.path / LEXICAL_FILE)
 
+    def encodings(self, texts: list[str]) -> list:
+        """Normalised, tokenised and truncated to the window (``tokenizers.Encoding`` per text)."""
+        return self.tokenizer.encode_batch([normalise(t, self.normaliser) for t in texts])
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch([normalise(t, self.normaliser) for t in texts])]
+        return [e.ids for e in self.encodings(texts)]
+
+    def window(self, encoding) -> Window:
+        """The ``Window`` of one encoded post: the overflow pieces each repeat the special tokens."""
+        extra = sum(len(o.ids) - self.special_tokens for o in encoding.overflowing)
+        return Window(len(encoding.ids), len(encoding.ids) + extra, self.max_length)
+
+    def windows(self, texts: list[str]) -> list[Window]:
+        """How much of each text the network would read (tokenises only; no forward pass)."""
+        return [self.window(e) for e in self.encodings(texts)]
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Normalise and tokenise a batch: int64 ids and attention mask, padded to the longest."""
         return pad(self.tokenize(texts), self.pad_id)
 
-    def encoder_probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Network-only probabilities. Texts are tokenised once, sorted by token count and cut into batches
-        of ``batch_size``, each padded only to its own longest post; results come back in input order."""
-        tokens = self.tokenize(texts)
+    def encoder_probabilities(self, texts: list[str], tokens: list[list[int]] | None = None) -> dict[str, np.ndarray]:
+        """Network-only probabilities. Texts are tokenised once (or ``tokens`` given), sorted by token count
+        and cut into batches of ``batch_size``, each padded only to its own longest post; results come back
+        in input order."""
+        tokens = self.tokenize(texts) if tokens is None else tokens
         order = sorted(range(len(texts)), key=lambda i: len(tokens[i]))
         out: dict[str, np.ndarray] = {}
         for start in range(0, len(order), self.batch_size):
@@ -203,9 +241,15 @@ class Predictor:
         return out
 
     def probabilities(self, texts: list[str]) -> dict[str, np.ndarray]:
-        enc = self.encoder_probabilities(texts)
+        """Fused probabilities per output, plus ``TOKENS`` and ``TRUNCATED`` per post (see ``Window``)."""
+        encodings = self.encodings(texts)
+        ids = [e.ids for e in encodings]
+        enc = self.encoder_probabilities(texts, ids)
         lex = self.lexical.predict_proba(texts) if self.lexical is not None else None
-        return self.policy.fuse(enc, lex)
+        probs = dict(self.policy.fuse(enc, lex))
+        probs[TOKENS] = np.array([len(i) for i in ids], dtype=np.int64)
+        probs[TRUNCATED] = np.array([bool(e.overflowing) for e in encodings], dtype=bool)
+        return probs
 
     def policy_for(self, review_thresholds: dict[str, float] | None = None, target_accuracy: float | None = None,
                    critical_recall: float | None = None) -> Policy:
@@ -223,6 +267,7 @@ class Predictor:
         d = policy.decide(probs)
         reasons = list(REVIEW_REASONS)  # in the schema's order
         s = self.schema
+        tokens, truncated = probs.get(TOKENS), probs.get(TRUNCATED)
         out = []
         for i in range(len(d["urgency"])):
             chans = [c for c, on in zip(s.prior_channels, d["prior_channels"][i]) if on]
@@ -237,6 +282,8 @@ class Predictor:
                 "needs_review": bool(d["needs_review"][i]),
                 "review_reasons": [r for r in reasons if d["review_reasons"][r][i]],
             })
+            if tokens is not None:
+                out[-1]["truncated"], out[-1]["tokens"] = bool(truncated[i]), int(tokens[i])
         return out
 
     def classify(self, texts: list[str], review_thresholds: dict[str, float] | None = None,
@@ -263,7 +310,7 @@ def flat_column_kinds(schema: LabelSchema = SCHEMA) -> list[tuple[str, str]]:
     ``flag`` (bool) or ``score`` (float). Writers map kinds to their own types (Arrow, Spark)."""
     cols = [("urgency", "label"), ("urgency_score", "score"), ("issue_type", "label"), ("issue_type_score", "score"),
             ("prior_channels", "labels"), ("tried_other_channel", "flag"), ("prior_channels_score", "score"),
-            ("needs_review", "flag"), ("review_reasons", "labels")]
+            ("needs_review", "flag"), ("review_reasons", "labels"), ("truncated", "flag")]
     for head in HEADS:
         cols += [(f"{head}__{label}", "score") for label in schema.labels(head)]
     return cols
@@ -284,6 +331,7 @@ def flatten(result: dict) -> dict:
         "prior_channels_score": result["prior_channels"]["score"],
         "needs_review": result["needs_review"],
         "review_reasons": list(result.get("review_reasons", [])),
+        "truncated": bool(result.get("truncated", False)),
     }
     for head in HEADS:
         for label, score in result[head]["scores"].items():

@@ -17,6 +17,7 @@ from serving.api.metrics import ServiceMetrics
 from serving.api.middleware import ObserveRequests
 from serving.api.predictor import SharedPredictor
 from serving.api.routes import admin, classify, health, metrics, model
+from serving.api.schemas import install_openapi
 from serving.api.settings import Settings
 
 log = logging.getLogger("frontline.serving")
@@ -54,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in (classify.router, model.router, admin.router, health.router, metrics.router):
         app.include_router(r)
     app.add_middleware(ObserveRequests, metrics=service_metrics, max_body_bytes=settings.max_body_bytes)
+    install_openapi(app, settings)  # the document carries this server's limits (max_posts, max_text_chars)
     return app

@@ -91,6 +91,13 @@ class ReloadFailed(ApiError):
     status_code, type = 500, "reload_failed"
 
 
+class ModelNotFound(ApiError):
+    """A reload named no loadable frontline model (nothing there, not a frontline model, or labels that
+    differ from the service's): the caller's mistake, not the server's. The previous model keeps serving."""
+
+    status_code, type = 404, "model_not_found"
+
+
 def error_json(status: int, type_: str, message: str, details: list[ErrorDetail] | None = None,
                headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(type=type_, message=message, details=details or []))
@@ -119,9 +126,11 @@ _STATUS_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
 
 # status → description, for every route's OpenAPI ``responses=``
 DESCRIPTIONS = {
+    400: "The body could not be read (it is not UTF-8 text).",
     401: "Missing or invalid API key.",
     413: "Too many posts in one call (or body too large).",
     415: "Content-Type is not application/json.",
+    404: "No loadable frontline model at that URI (the previous model keeps serving).",
     422: "Malformed JSON, or one or more invalid posts (every bad post is listed by index), or a `review` "
          "operating point the served model cannot give.",
     429: "Too many posts queued; retry after the Retry-After seconds.",

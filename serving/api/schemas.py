@@ -3,10 +3,18 @@
 Why generated: the label enums and the per-label ``scores`` objects in the OpenAPI document are the
 contract a helpdesk integration codes against; deriving them from the one schema keeps the docs, the
 validation and the model in step when a label is added.
+
+Why strict: the OpenAPI document says exactly what the server accepts, no more (schemathesis checks
+both directions in ``tests/reliability``). Request models validate strictly (``"force": 0`` or
+``"0.9"`` for a number are refused, as the schema says), the top level refuses unknown fields (a
+misspelt option must not be silently ignored), the two request forms are a ``oneOf``, and the limits
+that come from settings (``max_posts``, ``max_text_chars``) are written into the document by
+``document_limits``.
 """
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any
 
@@ -37,22 +45,45 @@ ChannelScores = _scores("ChannelScores", SCHEMA.prior_channels,
 
 EXAMPLE_TEXT = "@Delta on hold 2 hours, flight cancelled, stuck at ATL"
 
+# "Not only whitespace", spelt so that Python, JSON Schema (ECMA-262) and Rust regexes agree: the union of
+# what Python's str.isspace and ECMA's \s call space, as explicit code points (the two \s differ).
+BLANK_CHARS = r"\t\n\u000b\f\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK = f"[^{BLANK_CHARS}]"
+_NOT_BLANK = re.compile(NOT_BLANK)
+# True unless the client asks otherwise: what every call did before the option existed (see README).
+DEFAULT_TRUNCATE = True
+_LIMIT = "x-frontline-limit"  # marks a schema node whose bound comes from settings (see document_limits)
+
+
+def is_blank(text: str) -> bool:
+    """The server's side of the ``NOT_BLANK`` pattern the OpenAPI document gives for post texts."""
+    return _NOT_BLANK.search(text) is None
+
+
+def _post_text(description: str, **kw: Any) -> Any:
+    """A post text field. Its bounds are documented here and checked by the route (``classify.problems``),
+    which lists every bad post of a call with a plain message instead of pydantic's pattern errors."""
+    return Field(description=description, json_schema_extra={"minLength": 1, "pattern": NOT_BLANK,
+                                                              _LIMIT: "max_text_chars"}, **kw)
+
 
 # ---- request -----------------------------------------------------------------------------------------
 class Post(BaseModel):
     """One post to classify. Unknown fields are ignored, so you may send your own metadata along."""
 
+    model_config = ConfigDict(strict=True)
+
     id: str = Field(..., min_length=1, max_length=256, description="Your id for the post (a string; echoed back, in order).",
                     examples=["t1"])
-    text: str = Field(..., description="The post text, as posted (1 to max_text_chars characters, not only whitespace).",
-                      examples=[EXAMPLE_TEXT])
+    text: str = _post_text("The post text, as posted (1 to max_text_chars characters, not only whitespace).",
+                           examples=[EXAMPLE_TEXT])
 
 
 class ReviewOptions(BaseModel):
     """This call's own review trade-off, read off the model's out-of-fold curves (``GET /v1/model``).
     Omitted fields keep the model's default operating point."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     target_accuracy: float | None = Field(
         None, ge=0.5, le=0.999, description="Per head, flag posts under the confidence at which the posts kept were "
@@ -62,12 +93,30 @@ class ReviewOptions(BaseModel):
                                           "(predicted critical or flagged `possible_critical`).")
 
 
-class ClassifyRequest(BaseModel):
-    """Either ``posts`` (a batch, up to max_posts) or ``text`` (one post, convenience). Give exactly one."""
+def _exactly_one_form(schema: dict[str, Any]) -> None:
+    """OpenAPI: ``posts`` and ``text`` are each optional, but exactly one of them must be there (``oneOf``);
+    neither takes ``null``."""
+    schema["oneOf"] = [{"required": ["posts"]}, {"required": ["text"]}]
+    for name in ("posts", "text"):
+        schema["properties"][name].pop("default", None)
 
-    posts: list[Post] | None = Field(None, min_length=1, description="The posts to classify, 1 to max_posts.")
-    text: str | None = Field(None, description="A single post text; its result has `id: null`.")
+
+class ClassifyRequest(BaseModel):
+    """Either ``posts`` (a batch, up to max_posts) or ``text`` (one post, convenience): exactly one of them.
+    Unknown top-level fields are refused (a misspelt option would otherwise be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_exactly_one_form)
+
+    # no ``| None``: absent is allowed, an explicit null is not (and the schema says so)
+    posts: list[Post] = Field(None, min_length=1, description="The posts to classify, 1 to max_posts.",  # type: ignore[assignment]
+                              json_schema_extra={_LIMIT: "max_posts"})
+    text: str = _post_text("A single post text; its result has `id: null`.", default=None)
     review: ReviewOptions | None = Field(None, description="Optional: this call's review trade-off.")
+    truncate: bool = Field(
+        DEFAULT_TRUNCATE,
+        description="A post longer than the model's window (`limits.max_tokens` in `GET /v1/model`, tokens of the "
+                    "normalised text) is classified on its first max_tokens tokens (`true`, the default; the result "
+                    "says `truncated: true`) or refused with a per-post 422 (`false`).")
 
     @model_validator(mode="after")
     def _one_of(self) -> ClassifyRequest:
@@ -130,6 +179,10 @@ class Result(BaseModel):
                          "safety-net threshold although another urgency won.")
     contains_personal_data: bool = Field(..., description="The text holds an e-mail, phone, card or account/order number.")
     personal_data: list[PersonalDataKind] = Field(..., description="Which kinds were found.")  # type: ignore[valid-type]
+    truncated: bool = Field(..., description="The post was longer than the model's window and the network read only "
+                                             "its first `tokens` tokens (the word-level half still reads the whole text).")
+    tokens: int = Field(..., ge=1, description="Tokens of the normalised post the network read, special tokens "
+                                               "included (at most `limits.max_tokens`).", examples=[23])
 
 
 class ClassifyResponse(BaseModel):
@@ -140,8 +193,10 @@ class ClassifyResponse(BaseModel):
 
 
 class Limits(BaseModel):
-    max_posts: int
-    max_text_chars: int
+    max_posts: int = Field(..., description="Most posts in one call; more is a 413.")
+    max_text_chars: int = Field(..., description="Longest post text in characters; longer is a 422 (a payload guard).")
+    max_tokens: int = Field(..., description="The model's window: tokens of the normalised post it reads, special "
+                                             "tokens included. A longer post is truncated or refused (`truncate`).")
 
 
 class ModelInfo(BaseModel):
@@ -164,8 +219,13 @@ class ModelInfo(BaseModel):
 
 
 class ReloadRequest(BaseModel):
-    uri: str | None = Field(None, description="Model URI or bundle directory to load; default: the one being served "
-                                              "(an alias URI is re-resolved, e.g. to the new champion).",
+    """Optional body of ``POST /v1/admin/reload``; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    uri: str | None = Field(None, min_length=1, max_length=2048,
+                            description="Model URI or bundle directory to load; default: the one being served "
+                                        "(an alias URI is re-resolved, e.g. to the new champion).",
                             examples=["models:/frontline@champion"])
     force: bool = Field(False, description="Reload even if the alias still points at the served version.")
 
@@ -187,3 +247,37 @@ class Ready(BaseModel):
     status: str = Field(..., description="`ready`, `loading` or `failed`.", examples=["ready"])
     model: ModelRef | None = None
     error: str | None = None
+
+
+# ---- the OpenAPI document ----------------------------------------------------------------------------
+def document_limits(openapi: dict[str, Any], *, max_posts: int, max_text_chars: int) -> dict[str, Any]:
+    """Write this server's limits into its OpenAPI document (in place): ``maxItems`` on ``posts`` and
+    ``maxLength`` on every post text, so that a request the document calls valid is one the server takes."""
+    bounds = {"max_posts": ("maxItems", max_posts), "max_text_chars": ("maxLength", max_text_chars)}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get(_LIMIT) in bounds:
+                key, value = bounds[node.pop(_LIMIT)]
+                node[key] = value
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(openapi)
+    return openapi
+
+
+def install_openapi(app: Any, settings: Any) -> None:
+    """Make ``app.openapi()`` (and ``/openapi.json``) carry ``settings``' limits."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_limits(generate(), max_posts=settings.max_posts,
+                                                 max_text_chars=settings.max_text_chars)
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -384,6 +384,7 @@ class ChunkResult:
     labelled: int = 0
     rejected: int = 0
     skipped_not_inbound: int = 0
+    truncated: int = 0  # labelled posts longer than the model's window (training.predict.Window)
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -660,6 +661,7 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
             t0 = time.monotonic()
             good, rejects, res = prepare_chunk(records, cols)
             out = label_columns(good, cols, predictor, pii)
+            res.truncated = sum(out["truncated"])
             table = pa.Table.from_pydict(out, schema=out_schema)
             tmp = part.with_name(f".{part.name}.tmp")
             write_table(table, tmp, out_fmt)
@@ -690,8 +692,8 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
     totals = Counter()
     reasons: Counter = Counter()
     for c in done.values():
-        for k in ("rows", "labelled", "rejected", "skipped_not_inbound"):
-            totals[k] += c[k]
+        for k in ("rows", "labelled", "rejected", "skipped_not_inbound", "truncated"):
+            totals[k] += c.get(k, 0)
         reasons.update(c.get("reasons", {}))
     seconds = time.monotonic() - started
     summary = {
@@ -699,7 +701,7 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
         "in_format": in_fmt, "out_format": out_fmt,
         "rows_read": totals["rows"], "labelled": totals["labelled"], "rejected": totals["rejected"],
         "skipped_not_inbound": totals["skipped_not_inbound"], "blank_lines": source.blank_lines,
-        "reject_reasons": dict(reasons),
+        "truncated": totals["truncated"], "reject_reasons": dict(reasons),
         "seconds": round(seconds, 3), "labelled_this_run": labelled_now,
         "posts_per_second": round(labelled_now / max(time.monotonic() - t_label, 1e-9), 1),
         "chunks": n_chunks, "chunk_rows": chunk_rows, "resumed": resumed,

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["model"])
 
 
 @router.get("/model", response_model=ModelInfo, summary="The model being served",
-            dependencies=[Depends(require_api_key)], responses=responses(401, 503))
+            dependencies=[Depends(require_api_key)], responses=responses(401, 500, 503))
 async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInfo:
     m = predictor.current
     p = m.predictor
@@ -35,5 +35,5 @@ async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInf
         operating_point={k: float(p.policy.operating_points[k]) for k in ("review_accuracy", "critical_recall")
                          if k in p.policy.operating_points},
         cv_metrics={f"cv_{k}_mean": float(p.metrics[f"cv_{k}_mean"]) for k, _ in HEADLINE if f"cv_{k}_mean" in p.metrics},
-        limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars),
+        limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars, max_tokens=p.max_length),
     )

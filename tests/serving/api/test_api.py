@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.api.app import create_app
+from serving.api.schemas import NOT_BLANK
 from tests.serving.api.app_support import ADMIN, AUTH, metric_value, settings
 from training.schema import HEADS, SCHEMA
 
@@ -98,7 +99,7 @@ def test_model_info(client, tiny_model, tiny_predictor):
     assert info["validation_metrics"]["val_urgency_macro_f1"] == pytest.approx(
         tiny_predictor.metrics["val_urgency_macro_f1"])
     assert info["review_thresholds"] == pytest.approx(tiny_predictor.policy.review_thresholds)
-    assert info["limits"] == {"max_posts": 8, "max_text_chars": 300}
+    assert info["limits"] == {"max_posts": 8, "max_text_chars": 300, "max_tokens": tiny_predictor.max_length}
 
 
 def test_review_threshold_override(tiny_model):
@@ -252,7 +253,7 @@ def test_model_not_loaded_503_then_reload_makes_ready(tiny_model, tmp_path):
         assert "loading failed" in err["message"]
         _error(c.get("/v1/model", headers=AUTH), 503, "model_unavailable")
         bad = c.post("/v1/admin/reload", json={"uri": str(tmp_path / "still-nothing")}, headers=ADMIN)
-        _error(bad, 500, "reload_failed")
+        _error(bad, 404, "model_not_found")  # nothing there: the caller's mistake, not the server's
         ok = c.post("/v1/admin/reload", json={"uri": str(tiny_model.bundle_dir)}, headers=ADMIN)
         assert ok.status_code == 200, ok.text
         assert ok.json()["changed"] is True and ok.json()["previous"] is None
@@ -333,3 +334,159 @@ def test_huge_chunked_body_413(client):
 
     r = client.post("/v1/classify", content=chunks(), headers={**AUTH, "content-type": "application/json"})
     _error(r, 413, "payload_too_large")
+
+
+# ---- the OpenAPI document says exactly what the server accepts ---------------------------------------
+# (tests/reliability/test_schemathesis.py attacks it at random; these pin each rule down by name)
+def test_the_request_schema_is_one_of_posts_or_text_with_this_servers_limits(client):
+    spec = client.get("/openapi.json").json()
+    req = spec["components"]["schemas"]["ClassifyRequest"]
+    assert req["oneOf"] == [{"required": ["posts"]}, {"required": ["text"]}]
+    assert req["additionalProperties"] is False
+    posts = req["properties"]["posts"]
+    assert (posts["type"], posts["minItems"], posts["maxItems"]) == ("array", 1, 8)  # settings.max_posts
+    post_text = spec["components"]["schemas"]["Post"]["properties"]["text"]
+    for text in (post_text, req["properties"]["text"]):  # neither takes null; bounds from settings
+        assert (text["type"], text["minLength"], text["maxLength"], text["pattern"]) == ("string", 1, 300, NOT_BLANK)
+    assert req["properties"]["truncate"]["type"] == "boolean" and req["properties"]["truncate"]["default"] is True
+    assert spec["components"]["schemas"]["ReloadRequest"]["properties"]["force"]["type"] == "boolean"
+    assert "x-frontline-limit" not in r_text(spec)
+
+
+@pytest.mark.parametrize("body", [
+    {"posts": [{"id": "a", "text": "x"}], "text": "y"},  # both forms
+    {"posts": None, "text": "x"}, {"text": None},  # null is not "absent"
+    {"text": "x", "truncat": False},  # a misspelt option is not silently ignored
+    {"text": "x", "truncate": 0}, {"text": "x", "truncate": "false"},  # booleans are booleans
+    {"text": "x", "review": {"target_accuracy": "0.9"}},  # numbers are numbers
+    {"posts": [{"id": 1, "text": "x"}]},
+])
+def test_what_the_document_refuses_the_server_refuses(client, body):
+    _error(client.post("/v1/classify", json=body, headers=AUTH), 422, "validation_error")
+
+
+def test_fields_of_your_own_inside_a_post_are_still_ignored(client):
+    body = {"posts": [{"id": "a", "text": "my parcel never came", "channel": "twitter", "lang": "en"}], "truncate": True}
+    assert client.post("/v1/classify", json=body, headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("text,blank", [("\u3000\ufeff\u00a0", True), ("\x1c\x1f\x85", True), (" \t\n", True),
+                                        ("\u200b", False), ("·", False)])
+def test_blank_means_what_the_documented_pattern_says(client, text, blank):
+    import re
+
+    assert (re.search(NOT_BLANK, text) is None) is blank  # Python's \s and ECMA's \s disagree; the pattern does not
+    r = client.post("/v1/classify", json={"text": text}, headers=AUTH)
+    assert r.status_code == (422 if blank else 200), r.text
+
+
+@pytest.mark.parametrize("body,field", [(b'{"posts": [{"id": "a\\ud800", "text": "fine"}]}', ("posts[0].id", 0)),
+                                        (b'{"posts": [{"id": "a", "text": "fine"}, {"id": "b", "text": "x\\udfff"}]}',
+                                         ("posts[1].text", 1))])
+def test_a_lone_surrogate_is_refused_by_name_not_a_500(client, body, field):
+    err = _error(client.post("/v1/classify", content=body, headers={**AUTH, "content-type": "application/json"}),
+                 422, "validation_error")
+    assert [(d["field"], d["index"]) for d in err["details"]] == [field]
+
+
+def test_an_undecodable_body_is_the_documented_400(client):
+    for path, headers in (("/v1/classify", AUTH), ("/v1/admin/reload", ADMIN)):
+        r = client.post(path, content=b"\xff\xfe{", headers={**headers, "content-type": "application/json"})
+        _error(r, 400, "bad_request")
+
+
+def test_every_route_documents_exactly_the_statuses_it_answers(client):
+    spec = client.get("/openapi.json").json()
+    want = {("/v1/classify", "post"): {"200", "400", "401", "413", "415", "422", "429", "500", "503"},
+            ("/v1/model", "get"): {"200", "401", "500", "503"},
+            ("/v1/admin/reload", "post"): {"200", "400", "401", "404", "413", "422", "500"}}
+    for (path, method), codes in want.items():
+        responses = spec["paths"][path][method]["responses"]
+        assert set(responses) == codes, path
+        for code in codes - {"200"}:
+            assert responses[code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+
+
+def test_reload_refuses_non_booleans_and_unknown_fields_and_404s_a_missing_model(client, tmp_path):
+    for body in ({"force": 0}, {"force": "yes"}, {"uri": ""}, {"model": "x"}):
+        _error(client.post("/v1/admin/reload", json=body, headers=ADMIN), 422, "validation_error")
+    for uri in (str(tmp_path / "nothing-here"), "models:/frontline@no-such-alias", "x" * 300):
+        err = _error(client.post("/v1/admin/reload", json={"uri": uri}, headers=ADMIN), 404, "model_not_found")
+        assert "previous model keeps serving" in err["message"]
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_only_the_callers_mistakes_are_404s():
+    import errno
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    from serving.api.routes.admin import callers_mistake
+
+    assert callers_mistake(FileNotFoundError("gone"))
+    assert callers_mistake(MlflowException("no such alias", error_code=RESOURCE_DOES_NOT_EXIST))
+    assert callers_mistake(OSError(errno.ENAMETOOLONG, "File name too long"))
+    assert not callers_mistake(MlflowException("store down", error_code=TEMPORARILY_UNAVAILABLE))
+    assert not callers_mistake(ConnectionError("refused"))
+    assert not callers_mistake(OSError(errno.EIO, "I/O error"))
+    assert not callers_mistake(None)
+
+
+def test_the_response_serialised_once_still_matches_its_documented_model(client):
+    from serving.api.schemas import ClassifyResponse
+
+    r = client.post("/v1/classify", json=_posts(TEXTS), headers=AUTH)
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert ClassifyResponse.model_validate(body).model_dump(mode="json") == body  # nothing missing, nothing extra
+
+
+# ---- long posts: one window rule, truncated (default) or refused ------------------------------------
+LONG = "still no refund after 3 calls " + "! " * 130  # punctuation: one token per "!"
+
+
+def test_a_long_post_is_truncated_by_default_and_says_so(client, tiny_predictor):
+    short = TEXTS[0]
+    assert len(LONG) <= 300  # within max_text_chars: only the token window is at stake
+    w_long, w_short = tiny_predictor.windows([LONG, short])
+    assert w_long.truncated and w_long.tokens == tiny_predictor.max_length < w_long.total
+    assert not w_short.truncated
+    res = client.post("/v1/classify", json=_posts([LONG, short]), headers=AUTH).json()["results"]
+    assert (res[0]["truncated"], res[0]["tokens"]) == (True, w_long.tokens)
+    assert (res[1]["truncated"], res[1]["tokens"]) == (False, w_short.tokens)
+    direct = tiny_predictor.classify([LONG, short])  # what batch labelling gets for the same posts
+    assert [(r["truncated"], r["tokens"]) for r in direct] == [(r["truncated"], r["tokens"]) for r in res]
+    assert res[0]["urgency"]["score"] == pytest.approx(direct[0]["urgency"]["score"], abs=1e-4)
+
+
+def test_truncate_false_refuses_exactly_the_posts_over_the_window(client, tiny_predictor):
+    w = tiny_predictor.windows([LONG])[0]
+    body = {**_posts(["fine", LONG, "also fine", " ", LONG]), "truncate": False}
+    err = _error(client.post("/v1/classify", json=body, headers=AUTH), 422, "validation_error")
+    assert [(d["field"], d["index"]) for d in err["details"]] == [(f"posts[{i}].text", i) for i in (1, 3, 4)]
+    assert f"{w.total} tokens" in err["details"][0]["problem"] and f"at most {w.limit}" in err["details"][0]["problem"]
+    assert "empty" in err["details"][1]["problem"]  # every bad post, whatever its problem, in one answer
+    assert "3 of 5" in err["message"]
+    ok = client.post("/v1/classify", json={"text": "fine", "truncate": False}, headers=AUTH)
+    assert ok.status_code == 200 and ok.json()["results"][0]["truncated"] is False
+
+
+def test_batch_labelling_applies_and_records_the_same_window_rule(client, tiny_predictor, tmp_path):
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from serving.batch.labelling import LabelOptions, run_label
+
+    texts = [LONG, TEXTS[1], "x " * 400]  # the last is over the service's max_text_chars: batch labels it all the same
+    src, out = tmp_path / "in.csv", tmp_path / "out.parquet"
+    with open(src, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("id", "text"), *((f"p{i}", t) for i, t in enumerate(texts))])
+    summary = run_label(LabelOptions(input=src, output=out), predictor=tiny_predictor, model_info={"uri": "tiny"},
+                        progress=False)
+    got = pq.read_table(out).column("truncated").to_pylist()
+    assert got == [w.truncated for w in tiny_predictor.windows(texts)] == [True, False, True]
+    assert summary["truncated"] == 2
+    served = client.post("/v1/classify", json=_posts(texts[:2]), headers=AUTH).json()["results"]
+    assert [r["truncated"] for r in served] == got[:2]

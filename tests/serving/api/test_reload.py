@@ -82,7 +82,7 @@ def test_failed_reload_keeps_serving_the_old_model(two_versions, tiny_model, tmp
     _set_champion(first)
     with TestClient(create_app(settings(tiny_model.uri))) as c:
         r = c.post("/v1/admin/reload", json={"uri": str(tmp_path / "missing")}, headers=ADMIN)
-        assert r.status_code == 500 and r.json()["error"]["type"] == "reload_failed"
+        assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
         assert "previous model keeps serving" in r.json()["error"]["message"]
         assert c.get("/health/ready").status_code == 200
         ok = c.post("/v1/classify", json={"text": "hello"}, headers=AUTH)
