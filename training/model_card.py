@@ -87,8 +87,9 @@ def _data_section(meta: dict) -> str:
     parts = [f"{meta.get('n_labelled', 'all the')} labelled public posts"]
     if d.get("file"):
         version = f" version {d['version']}" if d.get("version") else ""
-        parts.append(f" (`{d['file']}`{version}, see `data/DATA_CARD.md`); file sha256 `{d.get('sha256', '?')}`, "
-                     f"file + split sha256 `{d.get('split_sha256', '?')}`")
+        parts.append(f" (`{d['file']}`{version}, see `data/DATA_CARD.md`); file sha256 `{d.get('sha256', '?')}`")
+        if d.get("split_sha256"):
+            parts.append(f", file + split sha256 `{d['split_sha256']}`")
     else:
         parts.append(" (`data/train.jsonl`, see `data/DATA_CARD.md`)")
     text = "".join(parts) + "."
