@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from serving.feedback.store import FeedbackStore
@@ -26,8 +26,9 @@ def export_jsonl(store: FeedbackStore, out: Path, model_version: str | None = No
     n = 0
     for c in store.corrections(model_version=model_version, since=since):
         n += 1
+        changed = c.updated_at if c.updated_at.tzinfo else c.updated_at.replace(tzinfo=UTC)  # stored in UTC
         latest[c.post_id] = {
-            "id": c.post_id, "source": SOURCE, "company": "", "created_at": c.updated_at.isoformat(), "text": c.text,
+            "id": c.post_id, "source": SOURCE, "company": "", "created_at": changed.isoformat(), "text": c.text,
             **c.labels(), "agent": c.agent or None, "queue": c.queue, "model_version": c.model_version or None,
         }
     out = Path(out)

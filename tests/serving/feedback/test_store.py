@@ -93,6 +93,7 @@ def test_export_writes_training_rows_latest_per_post(tmp_path):
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert rows["p1"]["urgency"] == "critical" and rows["p1"]["agent"] == "b"
     assert rows["p2"]["queue"] == "q" and rows["p2"]["source"] == "feedback"
+    assert datetime.fromisoformat(rows["p2"]["created_at"]) == t0  # UTC, with its offset
     assert sorted(ds["id"]) == ["p1", "p2"]
     assert export_jsonl(store, tmp_path / "v2.jsonl", model_version="2")["written"] == 1
     assert export_jsonl(store, tmp_path / "late.jsonl", since=t0 + timedelta(minutes=30))["written"] == 1
