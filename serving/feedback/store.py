@@ -226,21 +226,21 @@ class FeedbackStore:
             agree_prior_channels=agree["prior_channels"], updated_at=now)
         key = dict(post_id=post_id, agent=agent or "")
         for _attempt in range(2):  # a concurrent insert of the same key makes the second try an update
-            with self.session() as s, s.begin():
-                row = s.scalars(select(Correction).filter_by(**key)).one_or_none()
-                if row is not None:
-                    for k, v in values.items():
-                        setattr(row, k, v)
+            try:
+                with self.session() as s, s.begin():  # commits on leaving; rolls back on any error
+                    row = s.scalars(select(Correction).filter_by(**key)).one_or_none()
+                    created = row is None
+                    if created:
+                        row = Correction(**key, **values, created_at=now)
+                        s.add(row)
+                    else:
+                        for k, v in values.items():
+                            setattr(row, k, v)
                     s.flush()
-                    return Saved(row.id, False, now)
-                row = Correction(**key, **values, created_at=now)
-                s.add(row)
-                try:
-                    s.flush()
-                except IntegrityError:
-                    s.rollback()
-                    continue
-                return Saved(row.id, True, now)
+                    saved = Saved(row.id, created, now)
+                return saved
+            except IntegrityError:
+                continue
         raise FeedbackStoreError(f"could not store the correction of post {post_id!r}")
 
     # ---- reading ---------------------------------------------------------------------------------------

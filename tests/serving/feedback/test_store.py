@@ -129,3 +129,23 @@ def test_cli_export_and_stats(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     res = runner.invoke(app, ["feedback", "stats", "--url", f"sqlite:///{tmp_path / 'file'}/fb.db"])
     assert res.exit_code == 1 and "feedback database" in res.output
+
+
+def test_a_concurrent_insert_of_the_same_key_becomes_an_update(tmp_path, monkeypatch):
+    import serving.feedback.store as store_mod
+
+    store = _store(tmp_path)
+    first = store.save(post_id="p", text="t", labels=L, model_name="frontline", model_version="1", agent="a")
+    real, calls = store_mod.select, []
+
+    def racing(*args):  # the first lookup misses the row, as if another replica inserted it just after
+        calls.append(1)
+        q = real(*args)
+        return q.where(store_mod.Correction.id < 0) if len(calls) == 1 else q
+
+    monkeypatch.setattr(store_mod, "select", racing)
+    again = store.save(post_id="p", text="t", labels={**L, "urgency": "low"}, model_name="frontline",
+                       model_version="1", agent="a")
+    assert len(calls) == 2 and not again.created and again.id == first.id
+    monkeypatch.undo()
+    assert [c.urgency for c in store.corrections()] == ["low"]
