@@ -14,7 +14,7 @@ from serving.api.schemas import Channel, IssueTypeLabel, UrgencyLabel
 from training.schema import SCHEMA
 
 
-class Labels(BaseModel):
+class FeedbackLabels(BaseModel):
     """Labels for one post, one per head, spelt as in ``GET /v1/model`` ``labels``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -55,9 +55,9 @@ class FeedbackRequest(BaseModel):
                          examples=["t1"])
     text: str = Field(..., min_length=1, description="The post text (1 to max_text_chars characters). Stored: it is "
                                                      "what a retrained model learns from.")
-    labels: Labels = Field(..., description="The correct labels, as the agent decided them.")
+    labels: FeedbackLabels = Field(..., description="The correct labels, as the agent decided them.")
     model: AnsweringModel = Field(..., description="The model version that answered (`model` of the classify response).")
-    predicted: Labels | None = Field(
+    predicted: FeedbackLabels | None = Field(
         None, description="The labels that version answered (`urgency.label`, `issue_type.label`, "
                           "`prior_channels.channels`). Omitted: the service recomputes them when that version is the "
                           "one serving; otherwise the correction is stored but not counted in the agreement.")

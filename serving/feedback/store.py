@@ -169,7 +169,8 @@ class FeedbackStore:
             try:
                 if self.url.startswith("sqlite:///") and self.url != "sqlite:///:memory:":
                     Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(self.url, pool_pre_ping=True)
+                # hide_parameters: an error never carries the statement's values (post texts are personal data)
+                engine = create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
                 if engine.dialect.name == "sqlite":
                     _sqlite_pragmas(engine)
                 self._upgrade(engine)

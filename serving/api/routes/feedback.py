@@ -165,7 +165,7 @@ async def feedback(body: Annotated[FeedbackRequest, Body(openapi_examples=FEEDBA
             model_version=body.model.version, predicted=predicted, predicted_source=source, agent=body.agent,
             queue=body.queue)
     except Exception as exc:
-        log.error("could not store a correction: %s: %s", type(exc).__name__, exc)
+        log.error("could not store a correction in %s: %s", store.safe_url, type(exc).__name__)  # no SQL, no text
         raise FeedbackUnavailable("The corrections database is unavailable; nothing was stored. Retry later.",
                                   headers={"Retry-After": "30"}) from exc
     request.app.state.feedback_received.labels("created" if saved.created else "replaced").inc()

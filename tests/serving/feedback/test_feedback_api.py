@@ -109,7 +109,7 @@ def test_openapi_documents_every_status(client):
     spec = client.get("/openapi.json").json()
     op = spec["paths"]["/v1/feedback"]["post"]
     assert {"200", "201", "401", "413", "415", "422", "503"} <= set(op["responses"])
-    labels = spec["components"]["schemas"]["Labels"]
+    labels = spec["components"]["schemas"]["FeedbackLabels"]
     assert labels["additionalProperties"] is False
 
 
@@ -123,3 +123,4 @@ def test_a_database_that_is_down_fails_feedback_only(tiny_model, tmp_path, caplo
         assert c.post("/v1/classify", json={"text": TEXT}, headers=AUTH).status_code == 200
         assert c.get("/metrics").status_code == 200
     assert "feedback database unavailable at startup" in caplog.text
+    assert TEXT not in caplog.text  # the post text never reaches the logs
