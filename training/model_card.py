@@ -83,8 +83,10 @@ def weaknesses(m: dict, n: int = 4) -> str:
 
 
 def _data_section(meta: dict) -> str:
-    d = meta.get("data") or {}
-    parts = [f"{meta.get('n_labelled', 'all the')} labelled public posts"]
+    d, x = meta.get("data") or {}, meta.get("extra")
+    n = meta.get("n_labelled")  # every post of the run's splits, corrections included
+    shipped = n - x["extra_used"] if isinstance(n, int) and x else n
+    parts = [f"{shipped if shipped is not None else 'all the'} labelled public posts"]
     if d.get("file"):
         version = f" version {d['version']}" if d.get("version") else ""
         parts.append(f" (`{d['file']}`{version}, see `data/DATA_CARD.md`); file sha256 `{d.get('sha256', '?')}`")
@@ -93,7 +95,6 @@ def _data_section(meta: dict) -> str:
     else:
         parts.append(" (`data/train.jsonl`, see `data/DATA_CARD.md`)")
     text = "".join(parts) + "."
-    x = meta.get("extra")
     if x:
         replaced = sum(x.get("extra_replaced", {}).values())
         text += (f" Plus {x['extra_used']} agents' corrections (`{x.get('file', '?')}`, sha256 "

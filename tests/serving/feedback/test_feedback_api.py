@@ -124,3 +124,11 @@ def test_a_database_that_is_down_fails_feedback_only(tiny_model, tmp_path, caplo
         assert c.get("/metrics").status_code == 200
     assert "feedback database unavailable at startup" in caplog.text
     assert TEXT not in caplog.text  # the post text never reaches the logs
+
+
+def test_model_info_serves_the_card_stored_with_the_version(client, tiny_model):
+    card = client.get("/v1/model", headers=AUTH).json()["model_card"]
+    assert card.startswith("# frontline model card")
+    assert f"MLflow run {tiny_model.summary['run_id']}" in card and "Known weaknesses" in card
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["ModelInfo"]["properties"]
+    assert "model_card" in spec
