@@ -30,6 +30,14 @@ class TinyModel:
     uri: str = "models:/frontline@champion"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feedback_db(tmp_path_factory) -> str:
+    """Every app a test starts stores corrections in a temporary SQLite file, never in models/feedback.db."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('feedback') / 'feedback.db'}"
+    os.environ["FRONTLINE_FEEDBACK_URL"] = url
+    return url
+
+
 @pytest.fixture(scope="session")
 def mlflow_store(tmp_path_factory) -> str:
     """A temporary SQLite MLflow store, made the active tracking URI for the whole session."""

@@ -40,6 +40,7 @@ def train(
     soft_targets: Annotated[Optional[Path], typer.Option(help="Distil from this teacher (an oof.npz of `frontline cv`); 'none' to train on labels only.")] = DEFAULT_TEACHER,
     distill_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's soft targets in the loss.")] = 0.5,
     oof: Annotated[Optional[Path], typer.Option(help="Out-of-fold predictions of this recipe, to tune the decision policy on.")] = DEFAULT_OOF,
+    extra: Annotated[Optional[Path], typer.Option(help="Agents' corrections (`frontline feedback export --out FILE`), added to the training split; they win over the shipped posts they duplicate (normalised text).")] = None,
     register: bool = True,
     promote: Annotated[bool, typer.Option(help="Make this version champion if there is none or it is at least as good (CV mean, else validation).")] = True,
     summary_json: Annotated[Optional[Path], typer.Option(help="Also write the run summary here.")] = None,
@@ -50,14 +51,19 @@ def train(
 
     cfg = TrainConfig(data=str(data), base=base, epochs=epochs, batch_size=batch_size, lr_encoder=lr_encoder,
                       lr_heads=lr_heads, max_length=max_length, class_weight_power=class_weight_power,
-                      patience=patience, seed=seed, fuse_lexical=fuse_lexical, export_onnx=export_onnx, limit=limit)
+                      patience=patience, seed=seed, fuse_lexical=fuse_lexical, export_onnx=export_onnx, limit=limit,
+                      extra=str(extra) if extra else None)
     if soft_targets and str(soft_targets) != "none" and soft_targets.exists():
         cfg.soft_targets, cfg.distill_alpha = str(soft_targets), distill_alpha
     summary = run(cfg, register=register, promote=promote, oof_path=oof)
-    if summary is not None:
-        console.print(f"decision policy from: {summary['policy_source']}")
     if summary is None:  # a non-zero torchrun rank
         return
+    console.print(f"decision policy from: {summary['policy_source']}")
+    if summary.get("extra"):
+        x = summary["extra"]
+        console.print(f"corrections: {x['extra_used']} of {x['extra_rows']} rows of {x['file']} used in training "
+                      f"({x['extra_duplicates_dropped']} duplicates within the file dropped; shipped duplicates "
+                      f"replaced per split: {x['extra_replaced']})")
     table = Table(title=f"test split — run {summary['run_id']}, version {summary['version']}")
     for col in ("metric", "frontline", "encoder, tuned", "encoder, argmax/0.5", "TF-IDF baseline"):
         table.add_column(col)
@@ -126,30 +132,31 @@ def label_review(
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="MLflow model URI or bundle directory.")] = "models:/frontline@champion",
-    data: Annotated[Path, typer.Option(help="Labelled JSONL file to score (every row).")] = Path("data/train.jsonl"),
+    data: Annotated[Optional[Path], typer.Option(help="Labelled JSONL file to score [default: the held-out test split of data/train.jsonl].")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train, validation, test or all [default: test for the shipped data, all rows for --data].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split (the one training used).")] = 13,
     out: Annotated[Optional[Path], typer.Option(help="Directory for metrics.json and plots.")] = None,
 ):
-    """Score a model on a labelled file: per-head metrics, and plots if --out is given."""
-    from training.data import Targets, read_labelled
-    from training.evaluate import compute_metrics, save_plots
+    """Score a model on labelled posts (by default the held-out test split) and say which posts it scored."""
+    from training.data import DEFAULT_DATA
+    from training.evaluate import EvaluationError, evaluate_model
     from training.tracking import load
 
-    loaded = load(model)
-    ds = read_labelled(data, loaded.predictor.schema)
-    probs = loaded.predictor.probabilities(ds["text"])
-    y = Targets.of(ds)
-    metrics = compute_metrics(y, probs, loaded.predictor.policy, loaded.predictor.schema)
-    table = Table(title=f"{model} on {data} ({len(ds)} posts)")
+    try:
+        result = evaluate_model(load(model), data or DEFAULT_DATA, split or ("test" if data is None else "all"), seed)
+    except EvaluationError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    table = Table(title=f"{model} on {result.scored}")
     table.add_column("metric")
     table.add_column("value")
-    for k, v in metrics.items():
+    for k, v in result.metrics.items():
         if k.count("_") <= 3 or k.endswith(("macro_f1", "micro_f1", "qwk", "recall")):
             table.add_row(k, f"{v:.4f}")
     console.print(table)
+    console.print(f"scored: {result.scored}")
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        save_plots(y, probs, loaded.predictor.policy, out, loaded.predictor.schema)
+        result.save(out)
         console.print(f"wrote {out}/metrics.json and plots")
 
 

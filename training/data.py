@@ -199,3 +199,46 @@ def data_hash(path: Path | str, splits: datasets.DatasetDict | None = None) -> s
             h.update(name.encode())
             h.update("\n".join(splits[name]["id"]).encode())
     return h.hexdigest()
+
+
+EXTRA_PREFIX = "extra:"  # ids of merged corrections, so they never collide with the shipped ids
+
+
+def merge_extra(splits: datasets.DatasetDict, extra: datasets.Dataset) -> tuple[datasets.DatasetDict, dict]:
+    """Add corrections (``frontline feedback export``) to the training split, corrections winning.
+
+    Two posts are the same post when their ``duplicate_key`` is (normalised text). Within ``extra`` the last
+    row of a key wins (the export writes oldest change first). Every shipped post that a correction
+    duplicates leaves its split, whichever it is: in train the correction replaces it, and validation and
+    test never score a text the model trained on. The corrections join train only, with ids
+    ``extra:<post id>``, so validation and test stay shipped posts (less the few a correction duplicates).
+    Returns the new splits and the counts a run records."""
+    by_key: dict[str, int] = {}
+    for i, text in enumerate(extra["text"]):
+        by_key[duplicate_key(text)] = i
+    n_rows, keep = len(extra), sorted(by_key.values())
+    rows = [{**r, "id": EXTRA_PREFIX + r["id"]} for r in extra.select(keep).to_list()]
+    extra = datasets.Dataset.from_list(rows, features=splits["train"].features)
+    keys = set(by_key)
+    out, replaced = {}, {}
+    for name, ds in splits.items():
+        stays = [i for i, t in enumerate(ds["text"]) if duplicate_key(t) not in keys]
+        replaced[name] = len(ds) - len(stays)
+        out[name] = ds.select(stays) if replaced[name] else ds
+    out["train"] = datasets.concatenate_datasets([out["train"], extra])
+    info = {"extra_rows": n_rows, "extra_used": len(extra), "extra_duplicates_dropped": n_rows - len(keep),
+            "extra_replaced": replaced}
+    return datasets.DatasetDict(out), info
+
+
+def with_corrections(ds: datasets.Dataset, extra: datasets.Dataset) -> tuple[datasets.Dataset, int]:
+    """``ds`` with the labels of every post a correction duplicates (``duplicate_key``) replaced by the
+    correction's (the last one of a key wins); and how many were replaced. Ids and texts are kept."""
+    by_key = {duplicate_key(r["text"]): r for r in extra.to_list()}
+    rows, n = ds.to_list(), 0
+    for r in rows:
+        c = by_key.get(duplicate_key(r["text"]))
+        if c is not None:
+            r.update(urgency=c["urgency"], issue_type=c["issue_type"], prior_channels=c["prior_channels"])
+            n += 1
+    return (datasets.Dataset.from_list(rows, features=ds.features) if n else ds), n

@@ -9,6 +9,7 @@ decides promotions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,56 @@ def save_plots(y: Targets, probs: dict[str, np.ndarray], policy: Policy, out_dir
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+EVAL_SPLITS = ("train", "validation", "test", "all")
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot say honestly what it scored (unknown split name)."""
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one model on one set of posts, and which posts: ``scored`` says file, split and count."""
+
+    metrics: dict
+    scored: str
+    split: str
+    data: str
+    n: int
+    targets: Targets
+    probs: dict
+    policy: Policy
+    schema: LabelSchema
+
+    def save(self, out: Path) -> None:
+        import json
+
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"scored": {"data": self.data, "split": self.split, "n": self.n, "description": self.scored},
+                  "metrics": self.metrics}
+        (out / "metrics.json").write_text(json.dumps(record, indent=2))
+        save_plots(self.targets, self.probs, self.policy, out, self.schema)
+
+
+def evaluate_model(loaded, data: Path | str, split: str = "test", seed: int = 13) -> Evaluation:
+    """Score ``loaded`` (``training.tracking.LoadedModel``) on ``split`` of ``data`` (``all``: every row).
+
+    The default is the held-out test split of the shipped data (``training.data.split``, the same seed as
+    training): scoring the whole file would count the posts the model trained on and flatter it."""
+    from training.data import read_labelled, split as split_data
+
+    if split not in EVAL_SPLITS:
+        raise EvaluationError(f"unknown split {split!r}; choose one of {', '.join(EVAL_SPLITS)}")
+    p = loaded.predictor
+    ds = read_labelled(data, p.schema)
+    total = len(ds)
+    if split != "all":
+        ds = split_data(ds, seed=seed)[split]
+    probs = p.probabilities(ds["text"])
+    y = Targets.of(ds, p.schema)
+    what = (f"every row of {data} ({len(ds)} posts)" if split == "all" else
+            f"the {split} split of {data} ({len(ds)} of {total} posts, seed {seed})")
+    return Evaluation(compute_metrics(y, probs, p.policy, p.schema), what, split, str(data), len(ds), y, probs,
+                      p.policy, p.schema)

@@ -11,6 +11,12 @@ Two ways to choose the decision policy:
 
 The test split is touched only here, after every choice has been made, and the baseline (TF-IDF +
 logistic regression alone, argmax / 0.5) is scored on the same split in the same run.
+
+Agents' corrections (``cfg.extra``, from ``frontline feedback export``) join the training split, winning over
+the shipped posts they duplicate (``training.data.merge_extra``); with an out-of-fold policy they also
+replace those posts' labels in the tuning set. The run records how many were used (param and metric
+``n_extra_used``, the bundle's ``extra``), and every registered version carries its model card
+(``training.model_card``) in its bundle.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import mlflow
 
 from training import tracking
 from training.crossval import CV_DIR, OutOfFold
-from training.data import Targets, data_hash, read_labelled
+from training.data import Targets, data_hash, read_labelled, with_corrections
 from training.export import export_bundle_runtime
 from training.evaluate import compute_metrics, save_plots
 from training.lexical import LexicalModel
+from training.model_card import CARD_NAME, data_version, write_card
 from training.normalise import NormaliserConfig
 from training.policy import Policy
 from training.predict import BUNDLE_FILE, save_bundle
@@ -57,6 +64,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         progress: bool = True, oof_path: Path | None = None) -> dict | None:
     """Train and log one run; return a summary dict on rank 0 (None on other ranks)."""
     started = time.perf_counter()
+    extra_rows = read_labelled(cfg.extra) if cfg.extra else None  # a bad file fails here, before any run starts
     oof = matching_oof(cfg, oof_path)
     cfg = replace(cfg, merge_validation=oof is not None)
     policy_source = "cv_out_of_fold" if oof is not None else "validation_split"
@@ -84,6 +92,8 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
 
         if oof is not None:  # the policy from out-of-fold predictions on all labelled posts
             everything = read_labelled(cfg.data).sort("id")
+            if extra_rows is not None:  # corrections win here too
+                everything, _ = with_corrections(everything, extra_rows)
             y_tune, (enc_tune, lex_tune) = Targets.of(everything), oof[0].aligned(everything["id"])
         else:
             y_tune, enc_tune, lex_tune = y["validation"], enc["validation"], lex["validation"]
@@ -107,9 +117,18 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         metrics.update(_prefixed("test_baseline", compute_metrics(y["test"], lex["test"], Policy())))
         metrics["train_seconds"] = result.train_seconds
         metrics["best_epoch"] = result.best_epoch
+        extra = extra_record(cfg, result.extra)
+        metrics["n_extra_used"] = float(extra["extra_used"] if extra else 0)
+        metrics["n_extra_replaced"] = float(sum(extra["extra_replaced"].values()) if extra else 0)
         mlflow.log_metrics(metrics)
-        mlflow.log_params({"data_sha256": data_hash(cfg.data, splits), "n_train": len(splits["train"]),
-                           "n_validation": len(splits["validation"]), "n_test": len(splits["test"])})
+        data = {"file": _shown(cfg.data), "version": data_version(cfg.data), "sha256": data_hash(cfg.data),
+                "split_sha256": data_hash(cfg.data, splits)}
+        mlflow.log_params({"data_sha256": data["split_sha256"], "data_file_sha256": data["sha256"],
+                           "data_version": data["version"], "n_train": len(splits["train"]),
+                           "n_validation": len(splits["validation"]), "n_test": len(splits["test"]),
+                           "n_extra_used": int(metrics["n_extra_used"])})
+        if extra:
+            mlflow.log_params({"extra_sha256": extra["sha256"], "extra_rows": extra["extra_rows"]})
         mlflow.set_tags({"base": cfg.base, "best_epoch": result.best_epoch, "policy_source": policy_source})
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +142,7 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
             save_bundle(bundle_dir, result.model, result.tokenizer, policy,
                         normaliser=NormaliserConfig.from_dict(cfg.normaliser), max_length=cfg.max_length,
                         base=cfg.base, lexical=lexical if cfg.fuse_lexical else None, metrics=card_metrics,
-                        extra={"recipe": recipe(cfg), "policy_source": policy_source,
+                        extra={"recipe": recipe(cfg), "policy_source": policy_source, "data": data, "extra": extra,
                                "n_labelled": len({i for n in ("train", "validation", "test") for i in splits[n]["id"]})})
             if cfg.export_onnx:
                 lexical_probs = lex if cfg.fuse_lexical else {"validation": None, "test": None}
@@ -137,7 +156,12 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
                 meta["runtime"] = runtime
                 meta["metrics"].update(parity)
                 (bundle_dir / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+            card = write_card(bundle_dir, json.loads((bundle_dir / BUNDLE_FILE).read_text()),
+                              f"MLflow run {active.info.run_id} (experiment {tracking.EXPERIMENT})")
+            mlflow.log_artifact(str(card))
             version = tracking.log_model(bundle_dir, register=register)
+            if version is not None:
+                tracking.tag_version(version, card_tags(metrics, data, extra))
 
         promoted, refused = False, None
         if register and promote:  # champion when there is none, or when at least as good (tracking.YARDSTICKS)
@@ -157,8 +181,36 @@ def run(cfg: TrainConfig, register: bool = True, promote: bool = True, out_dir: 
         "run_id": run_id, "version": version, "promoted": promoted, "promotion_refused": refused, "metrics": metrics,
         "policy": policy.to_dict(), "history": result.history, "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds, "total_seconds": time.perf_counter() - started,
-        "policy_source": policy_source,
+        "policy_source": policy_source, "extra": extra, "data": data,
     }
+
+
+def _shown(path) -> str:
+    """A data path as the card shows it: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(tracking.ROOT))
+    except ValueError:
+        return str(p)
+
+
+def extra_record(cfg: TrainConfig, merged: dict | None) -> dict | None:
+    """What the run says about the corrections it trained with (None without ``--extra``)."""
+    if not cfg.extra or merged is None:
+        return None
+    import hashlib
+
+    return {"file": _shown(cfg.extra), "sha256": hashlib.sha256(Path(cfg.extra).read_bytes()).hexdigest(), **merged}
+
+
+def card_tags(metrics: dict, data: dict, extra: dict | None) -> dict[str, str]:
+    """Registered-version tags: the card's provenance at a glance in the registry (the card is in the bundle)."""
+    tags = {"model_card": f"{CARD_NAME} in the model's bundle artifact", "data_sha256": data["split_sha256"],
+            "data_version": str(data["version"]), "n_extra_used": str(int(metrics.get("n_extra_used", 0)))}
+    for k in ("cv_selection_score_mean", "test_selection_score"):
+        if k in metrics:
+            tags[k] = f"{metrics[k]:.4f}"
+    return tags
 
 
 def comparison_table(metrics: dict) -> list[tuple[str, float, float, float]]:

@@ -235,3 +235,11 @@ def load(uri: str, **predictor_kwargs) -> LoadedModel:
     if bundle is None:
         raise FileNotFoundError(f"{uri} is not a frontline model: no {BUNDLE_FILE} under {root}")
     return LoadedModel(Predictor(bundle, **predictor_kwargs), uri, name, version, alias, run_id)
+
+
+def tag_version(version: str, tags: dict[str, str], name: str = MODEL_NAME) -> None:
+    """Tag a registered version (the model card's provenance: data hash and version, corrections used,
+    headline scores), so the registry answers "what is version N" without opening its artifacts."""
+    client = MlflowClient()
+    for k, v in tags.items():
+        client.set_model_version_tag(name, str(version), k, str(v))

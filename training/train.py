@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.data import DEFAULT_DATA, Targets, load_splits
+from training.data import DEFAULT_DATA, EXTRA_PREFIX, Targets, load_splits, merge_extra, read_labelled
 from training.evaluate import compute_metrics
 from training.model import MINILM, MultiHeadClassifier, build_encoder, load_tokenizer, output_names, probabilities
 from training.normalise import NormaliserConfig, normalise
@@ -61,6 +61,7 @@ class TrainConfig:
     merge_validation: bool = False  # train on train + validation, fixed epochs; policy from CV out-of-fold
     distill_alpha: float = 0.0  # weight of the teacher's soft targets in the loss (0 = no distillation)
     soft_targets: str | None = None  # the teacher: an out-of-fold file of `frontline cv` (data/cv/<name>/oof.npz)
+    extra: str | None = None  # corrections (`frontline feedback export`) added to train, winning over duplicates
     normaliser: dict = field(default_factory=lambda: NormaliserConfig().to_dict())
 
 
@@ -78,21 +79,33 @@ def recipe(cfg: "TrainConfig") -> dict:
     return out
 
 
-def teacher_targets(cfg: "TrainConfig", ids) -> dict[str, np.ndarray] | None:
+def teacher_targets(cfg: "TrainConfig", ids, targets: Targets | None = None) -> dict[str, np.ndarray] | None:
     """The teacher's soft targets for these ids: its out-of-fold probabilities, blended with its TF-IDF half
-    as the decision policy would blend them (so the student also learns what the lexical model knows)."""
+    as the decision policy would blend them (so the student also learns what the lexical model knows).
+    A merged correction (id ``extra:...``, see ``training.data.merge_extra``) has no teacher: its target is
+    its own label (from ``targets``), so distillation never pulls it back to the answer it corrects."""
     if not (cfg.soft_targets and cfg.distill_alpha > 0):
         return None
     from training.crossval import OutOfFold
-    from training.data import read_labelled
 
     everything = read_labelled(cfg.data).sort("id")  # the blend weights are chosen on all labelled posts
     fused = OutOfFold(Path(cfg.soft_targets)).blended(everything)
     known, ids = np.asarray(everything["id"]), np.asarray(ids)
-    rows = np.minimum(np.searchsorted(known, ids), len(known) - 1)
-    if not (known[rows] == ids).all():
-        raise KeyError(f"{int((known[rows] != ids).sum())} ids are not in {cfg.data}")
-    return {k: v[rows] for k, v in fused.items()}
+    own = np.array([str(i).startswith(EXTRA_PREFIX) for i in ids], dtype=bool) if targets is not None \
+        else np.zeros(len(ids), dtype=bool)
+    rows = np.minimum(np.searchsorted(known, ids[~own]), len(known) - 1)
+    if not (known[rows] == ids[~own]).all():
+        raise KeyError(f"{int((known[rows] != ids[~own]).sum())} ids are not in {cfg.data}")
+    out = {k: np.zeros((len(ids),) + v.shape[1:], dtype=np.float32) for k, v in fused.items()}
+    for k, v in fused.items():
+        out[k][~own] = v[rows]
+    if own.any():
+        y = targets.subset(own)
+        labels = {"urgency": np.eye(len(SCHEMA.urgency))[y.urgency], "issue_type": np.eye(len(SCHEMA.issue_type))[y.issue_type],
+                  "prior_channels": y.prior_channels, TRIED: y.prior_channels.any(1).astype(np.float32)}
+        for k in out:
+            out[k][own] = labels[k]
+    return out
 
 
 @dataclass
@@ -199,6 +212,7 @@ class TrainResult:
     best_epoch: int
     train_seconds: float
     encoded: dict
+    extra: dict | None = None  # what merging the corrections did (training.data.merge_extra), when there were any
 
 
 def soft_loss(outputs: tuple, soft: list[torch.Tensor]) -> torch.Tensor:
@@ -325,15 +339,18 @@ def train(cfg: TrainConfig, on_epoch=None, progress: bool = True) -> TrainResult
         splits["train"] = datasets.concatenate_datasets([splits["train"], splits["validation"]]).sort("id")
     if cfg.limit:
         splits["train"] = splits["train"].select(range(min(cfg.limit, len(splits["train"]))))
+    extra = None
+    if cfg.extra:
+        splits, extra = merge_extra(splits, read_labelled(cfg.extra))
     targets = {name: Targets.of(ds) for name, ds in splits.items()}
     tokenizer = load_tokenizer(cfg.base)
     normaliser = NormaliserConfig.from_dict(cfg.normaliser)
     encoded = {name: Encoded(ds["text"], tokenizer, cfg.max_length, normaliser) for name, ds in splits.items()}
     val = (None, None) if cfg.merge_validation else (encoded["validation"], targets["validation"])
     fitted = fit(cfg, encoded["train"], targets["train"], *val, vocab_size=tokenizer.vocab_size,
-                 on_epoch=on_epoch, progress=progress, soft=teacher_targets(cfg, splits["train"]["id"]))
+                 on_epoch=on_epoch, progress=progress, soft=teacher_targets(cfg, splits["train"]["id"], targets["train"]))
     return TrainResult(fitted.model, tokenizer, splits, targets, fitted.history, fitted.best_epoch,
-                       fitted.train_seconds, encoded)
+                       fitted.train_seconds, encoded, extra)
 
 
 def rank_is_main() -> bool:

@@ -16,7 +16,7 @@ from serving.api.deps import admin_keys, inference_keys
 from serving.api.metrics import ServiceMetrics
 from serving.api.middleware import ObserveRequests
 from serving.api.predictor import SharedPredictor
-from serving.api.routes import admin, classify, health, metrics, model
+from serving.api.routes import admin, classify, feedback, health, metrics, model
 from serving.api.schemas import install_openapi
 from serving.api.settings import Settings
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = service_metrics
     errors.install(app)
-    for r in (classify.router, model.router, admin.router, health.router, metrics.router):
+    for r in (classify.router, model.router, admin.router, health.router, metrics.router, feedback.router):
         app.include_router(r)
     app.add_middleware(ObserveRequests, metrics=service_metrics, max_body_bytes=settings.max_body_bytes)
     install_openapi(app, settings)  # the document carries this server's limits (max_posts, max_text_chars)

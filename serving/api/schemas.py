@@ -216,6 +216,10 @@ class ModelInfo(BaseModel):
                                           "and `critical_recall` it was tuned for, out-of-fold.")
     cv_metrics: dict[str, float] = Field(default_factory=dict, description="Cross-validated means (`cv_*_mean`) of the recipe.")
     limits: Limits
+    model_card: str | None = Field(
+        None, description="The served version's model card (Markdown, stored in its bundle at registration): data hash "
+                          "and version, CV and test figures, risk–coverage operating point, known weaknesses, data "
+                          "licence. null for a version registered without one.")
 
 
 class ReloadRequest(BaseModel):

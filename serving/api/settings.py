@@ -60,7 +60,14 @@ class Settings(BaseSettings):
     load_blocking: bool = Field(
         True, description="Load the model before accepting connections. False: start at once, /health/ready says 503 until loaded.")
 
-    @field_validator("api_keys", "admin_api_keys", mode="before")
+    feedback_url: str | None = Field(
+        None, description="SQLAlchemy URL of the corrections database (POST /v1/feedback), e.g. "
+                          "postgresql+psycopg://user:pw@db/frontline; default: SQLite feedback.db in the models directory.")
+    feedback_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated keys accepted on POST /v1/feedback only (the API and admin keys work there too).")
+
+    @field_validator("api_keys", "admin_api_keys", "feedback_api_keys", mode="before")
     @classmethod
     def _keys(cls, value: object) -> list[str]:
         return _split_keys(value)

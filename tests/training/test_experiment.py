@@ -109,9 +109,44 @@ def test_cli_evaluate_writes_metrics_and_plots(tiny_model, tmp_path):
     res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model.bundle_dir), "--data", str(data),
                                    "--out", str(tmp_path / "eval")])
     assert res.exit_code == 0, res.output
-    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert 0 <= metrics["urgency_macro_f1"] <= 1
+    assert f"scored: every row of {data} (120 posts)" in res.output.replace("\n", "")
+    record = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert record["scored"]["split"] == "all" and record["scored"]["n"] == 120
+    assert 0 <= record["metrics"]["urgency_macro_f1"] <= 1
     assert (tmp_path / "eval" / "confusion_urgency.png").stat().st_size > 1000
+
+
+def test_cli_evaluate_defaults_to_the_held_out_test_split(tiny_model, tmp_path):
+    from serving.cli import app
+    from training.data import load_splits
+
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model.bundle_dir), "--out", str(tmp_path / "e")],
+                             env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    n_test = len(load_splits(DATA)["test"])
+    assert f"the test split of {DATA} ({n_test} of 10275 posts, seed 13)" in res.output
+    record = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert record["scored"] == {"data": str(DATA), "split": "test", "n": n_test,
+                                "description": f"the test split of {DATA} ({n_test} of 10275 posts, seed 13)"}
+    bad = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model.bundle_dir), "--split", "dev"])
+    assert bad.exit_code == 2 and "unknown split 'dev'" in bad.output
+
+
+def test_every_registered_version_carries_its_model_card(tiny_model):
+    from training.model_card import CARD_NAME
+
+    card = (tiny_model.bundle_dir / CARD_NAME).read_text()
+    meta = json.loads((tiny_model.bundle_dir / BUNDLE_FILE).read_text())
+    assert meta["data"]["version"] == "2" and meta["data"]["file"] == "data/train.jsonl"
+    for needle in (meta["data"]["sha256"], meta["data"]["split_sha256"], "version 2", "Test split",
+                   "risk–coverage operating point", "Known weaknesses", "CC BY-NC-SA 4.0",
+                   f"MLflow run {tiny_model.summary['run_id']}", "| 0.85 (default) |"):
+        assert needle in card, needle
+    client = MlflowClient()
+    mv = client.get_model_version("frontline", tiny_model.summary["version"])
+    assert mv.tags["data_sha256"] == meta["data"]["split_sha256"] and mv.tags["n_extra_used"] == "0"
+    stored = tracking.load(f"models:/frontline/{mv.version}").predictor.path / CARD_NAME
+    assert stored.read_text() == card and "models/frontline" not in str(stored)  # inside the version's artifact
 
 
 def test_cli_promote_reports_refusal(tiny_model):

@@ -7,16 +7,23 @@ checks which registered version is live after a promotion.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi import APIRouter, Depends
 
 from serving.api.deps import PredictorDep, SettingsDep, require_api_key
 from serving.api.errors import responses
 from serving.api.schemas import Limits, ModelInfo
-from training.release import HEADLINE
+from training.model_card import CARD_NAME, HEADLINE
 from training.schema import HEADS
 
 router = APIRouter(prefix="/v1", tags=["model"])
+
+
+def _card(bundle: Path) -> str | None:
+    """The card stored in the served bundle (a few kB, read per call: a release rewritten in place stays true)."""
+    path = bundle / CARD_NAME
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 @router.get("/model", response_model=ModelInfo, summary="The model being served",
@@ -36,4 +43,5 @@ async def model_info(predictor: PredictorDep, settings: SettingsDep) -> ModelInf
                          if k in p.policy.operating_points},
         cv_metrics={f"cv_{k}_mean": float(p.metrics[f"cv_{k}_mean"]) for k, _ in HEADLINE if f"cv_{k}_mean" in p.metrics},
         limits=Limits(max_posts=settings.max_posts, max_text_chars=settings.max_text_chars, max_tokens=p.max_length),
+        model_card=_card(Path(p.path)),
     )

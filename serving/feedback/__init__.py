@@ -1,0 +1,1 @@
+"""Agents' corrections of the model's labels: stored (SQLAlchemy + Alembic), exported for training, scored."""
