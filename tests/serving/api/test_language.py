@@ -88,3 +88,35 @@ def test_batch_labelling_writes_language_and_the_review_reason(tiny_model, tmp_p
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert rows["es"]["language"] == "es" and "language" in rows["es"]["review_reasons"] and rows["es"]["needs_review"]
     assert rows["en"]["language"] == "en" and "language" not in rows["en"]["review_reasons"]
+
+
+@pytest.mark.spark
+def test_the_spark_engine_applies_the_same_language_rule(tiny_model, tmp_path):
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
+        pytest.skip("needs pyspark and Java (pip install 'frontline[spark]')")
+    import pyarrow.parquet as pq
+
+    from serving.batch.labelling import LabelOptions, run_label
+    from serving.batch.spark import SparkOptions, get_spark, run_spark_label
+
+    src = tmp_path / "posts.jsonl"
+    src.write_text("".join(json.dumps({"id": k, "text": t}) + "\n" for k, t in
+                           [("es", NON_ENGLISH["es"]), ("de", NON_ENGLISH["de"]), ("en", "where is my parcel?"),
+                            ("none", "@Delta 😡😡😡")]))
+    run_label(LabelOptions(input=src, output=tmp_path / "local.parquet", model=str(tiny_model.bundle_dir)),
+              progress=False)
+    spark = get_spark("local[2]")
+    try:
+        run_spark_label(SparkOptions(input=src, output=tmp_path / "spark.parquet", model=tiny_model.uri), spark=spark)
+    finally:
+        spark.stop()
+    local = {r["id"]: r for r in pq.read_table(tmp_path / "local.parquet").to_pylist()}
+    got = {r["id"]: r for r in pq.read_table(tmp_path / "spark.parquet").to_pylist()}
+    assert {k: v["language"] for k, v in got.items()} == {"es": "es", "de": "de", "en": "en", "none": None}
+    for pid, r in local.items():
+        for k in ("language", "review_reasons", "needs_review"):
+            assert got[pid][k] == r[k], (pid, k)
+    assert "language" in got["es"]["review_reasons"] and got["es"]["needs_review"] is True
