@@ -22,7 +22,7 @@ lingua (low accuracy), p≥0.95   1.9              67                           
 
 (2 shared CPU cores, single-post calls; lingua also holds about 1 GB of language models in memory.)
 The threshold was read off the same 660 posts, so 0/585 is optimistic; over the whole shipped data the
-rule flags 2.4% of posts (see the README's Languages section).
+rule flags 2.6% of posts (272; see the README's Languages section and bench/language.py).
 
 The rule: links, ``@handles``, ``#`` and digits are removed first (they carry no language and are most
 of a short post); the identifier is restricted to its ISO 639-1 languages (its extra codes, such as
