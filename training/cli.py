@@ -164,18 +164,26 @@ def evaluate(
 def promote(
     version: Annotated[Optional[str], typer.Argument(help="Registered version (default: the newest).")] = None,
     force: Annotated[bool, typer.Option(help="Promote even if worse than the champion (CV mean, else validation).")] = False,
+    min_shadow_posts: Annotated[int, typer.Option(
+        min=0, help="Also require this many posts scored in shadow against the current champion (FRONTLINE_SHADOW_URI; "
+                    "read from the version's frontline.shadow.* tags). --force does not lift it.")] = 0,
 ):
     """Point the 'champion' alias at a version, refusing one worse than the current champion."""
     from training import tracking
 
     tracking.configure()
     try:
-        new, old = tracking.promote(version, force=force)
+        new, old = tracking.promote(version, force=force, min_shadow_posts=min_shadow_posts)
     except tracking.PromotionRefused as exc:
         console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(1)
     was = f" (was version {old.version}, {old.score:.4f})" if old and old.version != new.version else ""
-    console.print(f"champion → version {new.version}, validation score {new.score:.4f}{was}")
+    score = f"{new.score:.4f}" if new.score is not None else "none"
+    console.print(f"champion → version {new.version}, validation score {score}{was}")
+    if min_shadow_posts:
+        stats = tracking.shadow_stats(new.version)
+        agree = ", ".join(f"{h} {n / stats['posts']:.1%}" for h, n in sorted(stats["agree"].items())) if stats["posts"] else ""
+        console.print(f"shadow sample: {stats['posts']} posts against version {stats['champion_version']}; agreement {agree}")
 
 
 @app.command()

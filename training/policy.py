@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from training.schema import HEADS, REVIEW_REASONS, SCHEMA, TRIED
+from training.schema import HEADS, POLICY_REVIEW_REASONS, SCHEMA, TRIED
 
 CRITICAL = SCHEMA.urgency.index("critical")
 
@@ -97,7 +97,7 @@ class Policy:
         else:
             reasons["possible_critical"] = (probs["urgency"][:, CRITICAL] >= self.critical_threshold) & (urg != CRITICAL)
         review = np.zeros(len(urg), dtype=bool)
-        for r in REVIEW_REASONS:
+        for r in POLICY_REVIEW_REASONS:
             review |= reasons[r]
         return {"urgency": urg, "issue_type": iss, "prior_channels": chans, "confidence": conf,
                 "review_reasons": reasons, "needs_review": review}

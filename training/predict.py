@@ -29,7 +29,7 @@ import numpy as np
 
 from training.normalise import NormaliserConfig, normalise
 from training.policy import Policy
-from training.schema import HEADS, OUTPUTS, REVIEW_REASONS, SCHEMA, LabelSchema
+from training.schema import HEADS, OUTPUTS, POLICY_REVIEW_REASONS, SCHEMA, LabelSchema
 
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -265,7 +265,7 @@ class Predictor:
                 policy: Policy | None = None) -> list[dict]:
         policy = policy or self.policy_for(review_thresholds)
         d = policy.decide(probs)
-        reasons = list(REVIEW_REASONS)  # in the schema's order
+        reasons = list(POLICY_REVIEW_REASONS)  # in the schema's order (serving.language adds `language`)
         s = self.schema
         tokens, truncated = probs.get(TOKENS), probs.get(TRUNCATED)
         out = []
@@ -310,7 +310,7 @@ def flat_column_kinds(schema: LabelSchema = SCHEMA) -> list[tuple[str, str]]:
     ``flag`` (bool) or ``score`` (float). Writers map kinds to their own types (Arrow, Spark)."""
     cols = [("urgency", "label"), ("urgency_score", "score"), ("issue_type", "label"), ("issue_type_score", "score"),
             ("prior_channels", "labels"), ("tried_other_channel", "flag"), ("prior_channels_score", "score"),
-            ("needs_review", "flag"), ("review_reasons", "labels"), ("truncated", "flag")]
+            ("needs_review", "flag"), ("review_reasons", "labels"), ("truncated", "flag"), ("language", "label")]
     for head in HEADS:
         cols += [(f"{head}__{label}", "score") for label in schema.labels(head)]
     return cols
@@ -332,6 +332,8 @@ def flatten(result: dict) -> dict:
         "needs_review": result["needs_review"],
         "review_reasons": list(result.get("review_reasons", [])),
         "truncated": bool(result.get("truncated", False)),
+        # ISO 639-1, set by the serving layer (serving.language); null from the bare MLflow model
+        "language": result.get("language"),
     }
     for head in HEADS:
         for label, score in result[head]["scores"].items():

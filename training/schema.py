@@ -32,9 +32,14 @@ HEADS: tuple[str, ...] = SINGLE_LABEL_HEADS + MULTI_LABEL_HEADS
 # It is not a head of the API (the API's prior_channels.tried_other_channel is decided from it).
 TRIED = "tried_other_channel"
 OUTPUTS: tuple[str, ...] = HEADS + (TRIED,)
-# Why a post needs review: a head whose confidence is under its threshold, or the critical safety net
-# (the critical probability is high enough to matter although another urgency won).
-REVIEW_REASONS: tuple[str, ...] = HEADS + ("possible_critical",)
+# Why a post needs review. The model's decision policy raises the first four: a head whose confidence is
+# under its threshold, or the critical safety net (the critical probability is high enough to matter
+# although another urgency won). ``language`` is raised by the serving layer (serving.language) for a
+# post written in a language the model was not trained for (anything but MODEL_LANGUAGES).
+POLICY_REVIEW_REASONS: tuple[str, ...] = HEADS + ("possible_critical",)
+REVIEW_REASONS: tuple[str, ...] = POLICY_REVIEW_REASONS + ("language",)
+# ISO 639-1 codes of the languages the model was trained on (data/DATA_CARD.md: English posts).
+MODEL_LANGUAGES: tuple[str, ...] = ("en",)
 
 
 @dataclass(frozen=True)

@@ -147,8 +147,53 @@ class PromotionRefused(RuntimeError):
     pass
 
 
-def promote(version: str | None = None, force: bool = False) -> tuple[Version, Version | None]:
-    """Set ``champion`` on ``version`` (default: the newest); refuse a worse one unless ``force``."""
+# Shadow scoring (serving.api.shadow) writes its counts as tags on the challenger's model version, so
+# `frontline promote --min-shadow-posts` can read them from the registry alone (no running service needed).
+SHADOW_TAG = "frontline.shadow."
+
+
+def shadow_stats(version: str, client: MlflowClient | None = None) -> dict:
+    """The shadow counts stored on ``version``: ``posts``, ``champion_version``, ``agree`` per head, ``updated_at``."""
+    client = client or MlflowClient()
+    tags = client.get_model_version(MODEL_NAME, str(version)).tags or {}
+    got = {k.removeprefix(SHADOW_TAG): v for k, v in tags.items() if k.startswith(SHADOW_TAG)}
+    if not got:
+        return {"posts": 0, "champion_version": None, "agree": {}, "updated_at": None}
+    return {"posts": int(got.get("posts", 0)), "champion_version": got.get("champion_version"),
+            "agree": {k.removeprefix("agree."): int(v) for k, v in got.items() if k.startswith("agree.")},
+            "updated_at": got.get("updated_at")}
+
+
+def write_shadow_stats(version: str, stats: dict, client: MlflowClient | None = None) -> None:
+    """Store ``stats`` (as ``shadow_stats`` returns them) as tags on ``version``."""
+    client = client or MlflowClient()
+    tags = {"posts": stats["posts"], "champion_version": stats["champion_version"] or "",
+            "updated_at": stats.get("updated_at") or ""}
+    tags.update({f"agree.{h}": n for h, n in stats["agree"].items()})
+    for k, v in tags.items():
+        client.set_model_version_tag(MODEL_NAME, str(version), SHADOW_TAG + k, str(v))
+
+
+def check_shadow(candidate: str, current: "Version | None", min_posts: int, client: MlflowClient) -> dict:
+    """Refuse unless ``candidate`` was scored in shadow on at least ``min_posts`` posts against ``current``."""
+    stats = shadow_stats(candidate, client)
+    against = current.version if current else None
+    if against is not None and stats["posts"] and stats["champion_version"] != against:
+        raise PromotionRefused(f"version {candidate}'s shadow sample ({stats['posts']} posts) was scored against "
+                               f"version {stats['champion_version']}, not the champion (version {against}); "
+                               "serve it in shadow of the current champion first")
+    if stats["posts"] < min_posts:
+        raise PromotionRefused(f"version {candidate} was scored in shadow on {stats['posts']} posts, fewer than the "
+                               f"{min_posts} required; serve it with FRONTLINE_SHADOW_URI until it has them")
+    return stats
+
+
+def promote(version: str | None = None, force: bool = False, min_shadow_posts: int = 0) -> tuple[Version, Version | None]:
+    """Set ``champion`` on ``version`` (default: the newest); refuse a worse one unless ``force``.
+
+    ``min_shadow_posts`` > 0 also requires that many posts scored in shadow against the current champion
+    (``shadow_stats``); ``force`` does not lift that requirement, which the caller asked for explicitly.
+    """
     client = MlflowClient()
     if version is None:
         versions = client.search_model_versions(f"name='{MODEL_NAME}'")
@@ -159,6 +204,8 @@ def promote(version: str | None = None, force: bool = False) -> tuple[Version, V
     current = champion(client)
     if current and current.version == candidate.version:
         return candidate, current
+    if min_shadow_posts > 0:
+        check_shadow(candidate.version, current, min_shadow_posts, client)
     if current and not force and current.score is not None:
         shared = candidate.compare(current)
         if candidate.score is None or (shared is not None and shared[1] < shared[2]):

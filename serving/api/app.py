@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from serving.api import errors
+from serving.api import errors, shadow
 from serving.api.deps import admin_keys, inference_keys
 from serving.api.metrics import ServiceMetrics
 from serving.api.middleware import ObserveRequests
@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = service_metrics
     errors.install(app)
-    for r in (classify.router, model.router, admin.router, health.router, metrics.router, feedback.router):
+    for r in (classify.router, model.router, admin.router, health.router, metrics.router, feedback.router,
+              shadow.router()):
         app.include_router(r)
     app.add_middleware(ObserveRequests, metrics=service_metrics, max_body_bytes=settings.max_body_bytes)
     install_openapi(app, settings)  # the document carries this server's limits (max_posts, max_text_chars)

@@ -30,6 +30,7 @@ from serving.api.errors import (
     Overloaded,
     ReloadFailed,
 )
+from serving.api import shadow
 from serving.api.metrics import ServiceMetrics
 from serving.api.settings import Settings
 from training.schema import HEADS, SCHEMA
@@ -221,6 +222,7 @@ class SharedPredictor:
         self.batcher = MicroBatcher(self._run_batch, settings.batch_max_size, settings.batch_max_wait_ms / 1000,
                                     settings.max_queue_posts, self.metrics)
         self._poller: asyncio.Task | None = None
+        self.shadow = shadow.from_settings(settings, self.metrics.registry)  # None unless FRONTLINE_SHADOW_URI
 
     # ---- state -------------------------------------------------------------------------------------
     @property
@@ -281,6 +283,8 @@ class SharedPredictor:
                 m.needs_review.inc()
             for reason in r["review_reasons"]:
                 m.review_reasons.labels(reason).inc()
+        if self.shadow is not None:  # a sample for the challenger, queued without waiting (serving.api.shadow)
+            self.shadow.offer(texts, model.version, results)
         return model, results
 
     # ---- loading -----------------------------------------------------------------------------------
@@ -357,6 +361,8 @@ class SharedPredictor:
     async def start(self) -> None:
         """Start the batcher, load the model (or start loading it), start alias polling if configured."""
         self.batcher.start()
+        if self.shadow is not None:
+            self.shadow.start()
         if self.settings.load_blocking:
             await self._initial_load()
         else:
@@ -384,3 +390,5 @@ class SharedPredictor:
             if task is not None:
                 task.cancel()
         await asyncio.to_thread(self.batcher.stop)
+        if self.shadow is not None:
+            await asyncio.to_thread(self.shadow.stop)

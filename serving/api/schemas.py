@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from serving.api.explain import Explanation
 from serving.pii import KINDS
 from training.schema import HEADS, REVIEW_REASONS, SCHEMA
 
@@ -117,6 +118,9 @@ class ClassifyRequest(BaseModel):
         description="A post longer than the model's window (`limits.max_tokens` in `GET /v1/model`, tokens of the "
                     "normalised text) is classified on its first max_tokens tokens (`true`, the default; the result "
                     "says `truncated: true`) or refused with a per-post 422 (`false`).")
+    explain: bool = Field(False, description="Also return, per post and head, the words that moved the decision most "
+                                             "(`explanation`; occlusion, costs about words + 1 posts of inference; "
+                                             "at most explain_max_posts posts per call).")
 
     @model_validator(mode="after")
     def _one_of(self) -> ClassifyRequest:
@@ -175,14 +179,19 @@ class Result(BaseModel):
     needs_review: bool = Field(..., description="Have a person look: true when review_reasons is not empty.")
     review_reasons: list[ReviewReason] = Field(  # type: ignore[valid-type]
         ..., description="Why: each head whose confidence is under its review threshold (`urgency`, `issue_type`, "
-                         "`prior_channels`), and `possible_critical` when the critical probability clears the "
-                         "safety-net threshold although another urgency won.")
+                         "`prior_channels`), `possible_critical` when the critical probability clears the "
+                         "safety-net threshold although another urgency won, and `language` when the post is in a "
+                         "language the model was not trained for (see `language`).")
     contains_personal_data: bool = Field(..., description="The text holds an e-mail, phone, card or account/order number.")
     personal_data: list[PersonalDataKind] = Field(..., description="Which kinds were found.")  # type: ignore[valid-type]
     truncated: bool = Field(..., description="The post was longer than the model's window and the network read only "
                                              "its first `tokens` tokens (the word-level half still reads the whole text).")
     tokens: int = Field(..., ge=1, description="Tokens of the normalised post the network read, special tokens "
                                                "included (at most `limits.max_tokens`).", examples=[23])
+    language: str | None = Field(..., description="ISO 639-1 code of the post's language (null: no letters to judge). "
+                                                  "A language the model was not trained for adds review reason `language`.",
+                                 examples=["en"])
+    explanation: Explanation | None = Field(None, description="Only with `explain: true`: the words behind each label.")
 
 
 class ClassifyResponse(BaseModel):

@@ -60,6 +60,23 @@ class Settings(BaseSettings):
     load_blocking: bool = Field(
         True, description="Load the model before accepting connections. False: start at once, /health/ready says 503 until loaded.")
 
+    # ---- explanations (serving.api.explain) and the challenger in shadow (serving.api.shadow) ----------
+    explain_max_posts: int = Field(8, ge=1, description="Most posts in one call with `explain: true` (each costs a "
+                                                        "forward pass over words + 1 texts); more is a 422.")
+    explain_max_words: int = Field(64, ge=1, description="Most units occluded per post; longer posts are cut into "
+                                                         "this many runs of consecutive words.")
+    explain_top_k: int = Field(5, ge=1, le=50, description="Words returned per head (and per channel listed).")
+    shadow_uri: str | None = Field(None, description="Challenger scored in shadow, e.g. models:/frontline@challenger; "
+                                                     "unset = no shadow.")
+    shadow_sample: float = Field(0.1, ge=0.0, le=1.0, description="Share of classified posts also scored by the challenger.")
+    shadow_queue_posts: int = Field(1024, ge=1, description="Posts waiting for the challenger beyond which sampled "
+                                                            "posts are dropped (counted), never delaying an answer.")
+    shadow_num_threads: int = Field(1, ge=1, description="Threads of the challenger's forward pass (it shares the CPU "
+                                                         "with the champion).")
+    shadow_flush_seconds: float = Field(30.0, gt=0, description="How often shadow counts are written as tags on the "
+                                                                "challenger's registered version (read by `frontline promote`).")
+
+    # ---- corrections (serving.feedback) ----------------------------------------------------------------
     feedback_url: str | None = Field(
         None, description="SQLAlchemy URL of the corrections database (POST /v1/feedback), e.g. "
                           "postgresql+psycopg://user:pw@db/frontline; default: SQLite feedback.db in the models directory.")

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from serving.language import annotate as annotate_languages
 from training.predict import flat_column_kinds, flat_columns, flatten
 from training.schema import SCHEMA, LabelSchema
 
@@ -463,6 +464,7 @@ def label_columns(good: dict[str, list], cols: Columns, predictor, pii: Callable
     for n in cols.output_extra():
         out[n] = good[n]
     results = predictor.classify(good["text"]) if good["text"] else []
+    annotate_languages(good["text"], results)  # `language`, and review reason `language` (serving.language)
     for text, r in zip(good["text"], results):
         flat = flatten(r)
         for k, v in flat.items():

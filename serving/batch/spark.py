@@ -53,6 +53,13 @@ def _pii_flag(text):  # runs on the executors
     return bool(contains_personal_data(text)) if text is not None else False
 
 
+def _language(text):  # runs on the executors: (ISO 639-1 code, unsupported?) by the service's rule
+    from serving.language import detect
+
+    lang = detect(text or "")
+    return lang.code, lang.unsupported
+
+
 def get_spark(master: str = "local[*]"):
     import os
     import sys
@@ -134,9 +141,16 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
     extra += [s(c).alias(o) for c, o in zip(cols.carry, cols.carry_out)]
     pred = good.select(*extra, text.alias("_text")).withColumn("_p", udf(F.struct(F.col("_text").alias("text"))))
     pred = pred.withColumn("contains_personal_data", pii(F.col("_text")))
+    lang = F.udf(_language, T.StructType([T.StructField("code", T.StringType()),
+                                          T.StructField("unsupported", T.BooleanType())]))
+    pred = pred.withColumn("_lang", lang(F.col("_text")))
+    other = F.col("_lang.unsupported")  # serving.language: `language` is the last review reason
+    by_language = {"language": F.col("_lang.code"), "needs_review": F.col("_p.needs_review") | other,
+                   "review_reasons": F.when(other, F.concat(F.col("_p.review_reasons"), F.array(F.lit("language"))))
+                   .otherwise(F.col("_p.review_reasons"))}
     names = output_schema(cols).names
-    out = pred.select(*[F.col(n) if n in cols.output_extra() or n == "contains_personal_data" else F.col(f"_p.{n}")
-                        .alias(n) for n in names])
+    out = pred.select(*[F.col(n) if n in cols.output_extra() or n == "contains_personal_data"
+                        else by_language.get(n, F.col(f"_p.{n}")).alias(n) for n in names])
     if out_fmt == "csv":  # lists (prior_channels, review_reasons) as names joined by '|'
         for name, kind in flat_column_kinds():
             if kind == "labels":

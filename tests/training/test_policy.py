@@ -11,7 +11,7 @@ from training.policy import (
     threshold_for_accuracy,
     threshold_for_recall,
 )
-from training.schema import REVIEW_REASONS, TRIED
+from training.schema import POLICY_REVIEW_REASONS, TRIED
 from training.tune import tune_policy
 
 
@@ -46,7 +46,7 @@ def test_possible_critical_flags_posts_another_urgency_won():
     d = Policy(critical_threshold=0.2).decide(p)
     assert d["review_reasons"]["possible_critical"].tolist() == [True, False, False]  # 2nd is critical already
     assert d["needs_review"][0]
-    assert set(d["review_reasons"]) == set(REVIEW_REASONS)
+    assert set(d["review_reasons"]) == set(POLICY_REVIEW_REASONS)
 
 
 def test_needs_review_is_any_reason():

@@ -30,10 +30,12 @@ import orjson
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import Response
 
+from serving.api import explain
 from serving.api.deps import PredictorDep, SettingsDep, require_api_key, require_json
 from serving.api.errors import ErrorDetail, PostsInvalid, TooManyPosts, responses
 from serving.api.predictor import model_ref
 from serving.api.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, is_blank
+from serving.language import annotate as annotate_languages
 from serving.pii import personal_data_kinds
 
 log = logging.getLogger("frontline.serving")
@@ -61,6 +63,12 @@ Every result gives `tokens`, how many tokens the model read.
 the threshold at which, out-of-fold, the posts kept were right `review_accuracy` of the time (see
 `GET /v1/model`), or `possible_critical`: the critical safety net. Send `"review": {"target_accuracy":
 0.9, "critical_recall": 0.95}` to use another trade-off for this call.
+
+**Language.** Every result has `language` (ISO 639-1). The model was trained on English posts: a post
+confidently in another language gets review reason `language` instead of passing as a confident answer.
+
+**Explain.** Send `"explain": true` (at most explain_max_posts posts) to get, per post, `explanation`: per
+head, the words whose removal lowers the decided label's probability most (occlusion on the served model).
 """
 
 
@@ -117,6 +125,9 @@ async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSI
     if found:
         raise _invalid(found, len(posts))
 
+    if body.explain:
+        explain.check(len(posts), settings.explain_max_posts)
+
     texts = [t for _, t, _ in posts]
     started = time.perf_counter()
     model, results = await predictor.classify(texts, body.review)
@@ -124,6 +135,15 @@ async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSI
         raise _invalid([ErrorDetail(field=f, index=i if f.startswith("posts") else None,
                                     problem="text is longer than the model's window")
                         for i, ((_, _, f), r) in enumerate(zip(posts, results)) if r["truncated"]], len(posts))
+    for r in annotate_languages(texts, results):  # `language`; review reason `language` (serving.language)
+        if "language" in r["review_reasons"]:
+            predictor.metrics.review_reasons.labels("language").inc()
+            if r["review_reasons"] == ["language"]:
+                predictor.metrics.needs_review.inc()  # flagged for its language alone
+    if body.explain:
+        for r, e in zip(results, await explain.explain_posts(predictor, texts, body.review, settings.explain_max_words,
+                                                             settings.explain_top_k)):
+            r["explanation"] = e
     out = []
     for (pid, text, _), r in zip(posts, results):
         kinds = personal_data_kinds(text)
