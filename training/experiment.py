@@ -29,7 +29,7 @@ from pathlib import Path
 
 import mlflow
 
-from training import tracking
+from training import paths, tracking
 from training.crossval import CV_DIR, OutOfFold
 from training.data import Targets, data_hash, read_labelled, with_corrections
 from training.export import export_bundle_runtime
@@ -189,7 +189,7 @@ def _shown(path) -> str:
     """A data path as the card shows it: relative to the repository when inside it."""
     p = Path(path).resolve()
     try:
-        return str(p.relative_to(tracking.ROOT))
+        return str(p.relative_to(paths.CHECKOUT))
     except ValueError:
         return str(p)
 
