@@ -154,7 +154,7 @@ def evaluate(
         if k.count("_") <= 3 or k.endswith(("macro_f1", "micro_f1", "qwk", "recall")):
             table.add_row(k, f"{v:.4f}")
     console.print(table)
-    console.print(f"scored: {result.scored}")
+    console.print(f"scored: {result.scored}", soft_wrap=True)  # one line: scripts grep it
     if out:
         result.save(out)
         console.print(f"wrote {out}/metrics.json and plots")
