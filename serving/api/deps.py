@@ -1,7 +1,7 @@
 """FastAPI dependencies and their ``Annotated`` aliases (the full-stack-fastapi-template pattern).
 
 Why here: routes declare what they need (``PredictorDep``, ``SettingsDep``) and which guard applies
-(``ApiKeyDep``, ``AdminKeyDep``, ``JsonBodyDep``); tests swap any of them with
+(``ApiKeyDep``, ``AdminKeyDep``, ``JsonBodyDep``, ``enforce_rate_limit``, ``refuse_when_overloaded``); tests swap any of them with
 ``app.dependency_overrides``. Nothing is global: settings and the predictor live on ``app.state``.
 """
 
@@ -11,11 +11,12 @@ import hmac
 from email.message import Message
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader
 
 from serving.api.errors import Unauthorized, UnsupportedMediaType
 from serving.api.predictor import SharedPredictor
+from serving.api.ratelimit import KeyRateLimits, identity
 from serving.api.settings import Settings
 
 # Declares the scheme in OpenAPI (Swagger's "Authorize" button); the header actually read is settings.api_key_header.
@@ -74,6 +75,23 @@ def require_json(request: Request) -> None:
         if msg.get_content_maintype() == "application" and (sub == "json" or sub.endswith("+json")):
             return
     raise UnsupportedMediaType(f"Content-Type must be application/json, got {ctype or 'none'}.")
+
+
+async def enforce_rate_limit(request: Request, response: Response,
+                             api_key: Annotated[str | None, Depends(require_api_key)]) -> None:
+    """Charge the call to its API key (429 ``rate_limited`` when spent) and say where the key stands."""
+    limits: KeyRateLimits | None = getattr(request.app.state, "rate_limits", None)
+    if limits is None:
+        return
+    quota = await limits.hit(identity(api_key, request.client.host if request.client else None))
+    if quota is not None:
+        response.headers.update(quota.headers())
+
+
+def refuse_when_overloaded(predictor: PredictorDep) -> None:
+    """429 ``overloaded`` at once when even one post would miss the queue deadline, before the body is validated:
+    under overload a refused call should cost the service as little as possible."""
+    predictor.batcher.precheck()
 
 
 ApiKeyDep = Annotated[str | None, Depends(require_api_key)]

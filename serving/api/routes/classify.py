@@ -17,7 +17,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
 
-from serving.api.deps import PredictorDep, SettingsDep, require_api_key, require_json
+from serving.api.deps import (
+    PredictorDep,
+    SettingsDep,
+    enforce_rate_limit,
+    refuse_when_overloaded,
+    require_api_key,
+    require_json,
+)
 from serving.api.errors import ErrorDetail, PostsInvalid, TooManyPosts, responses
 from serving.api.predictor import model_ref
 from serving.api.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse
@@ -38,6 +45,10 @@ classified and `error.details` names each bad post (`field: "posts[2].text"`, `i
 problem, all in one response, so you can fix or drop exactly those posts and resend.
 More than max_posts posts is a 413.
 
+**Fast answer or fast refusal (429).** A call whose expected wait for an answer exceeds the service's
+queue deadline is refused at once with `overloaded`, and a call over its API key's rate limit with
+`rate_limited`; both carry `Retry-After` (seconds).
+
 **Review.** `needs_review` is true when `review_reasons` is not empty: a head whose confidence is under
 the threshold at which, out-of-fold, the posts kept were right `review_accuracy` of the time (see
 `GET /v1/model`), or `possible_critical`: the critical safety net. Send `"review": {"target_accuracy":
@@ -46,7 +57,8 @@ the threshold at which, out-of-fold, the posts kept were right `review_accuracy`
 
 
 @router.post("/classify", response_model=ClassifyResponse, summary="Classify posts",
-             description=DESCRIPTION, dependencies=[Depends(require_api_key), Depends(require_json)],
+             description=DESCRIPTION, dependencies=[Depends(require_api_key), Depends(require_json),
+                                                     Depends(enforce_rate_limit), Depends(refuse_when_overloaded)],
              responses=responses(401, 413, 415, 422, 429, 500, 503))
 async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
                    predictor: PredictorDep, settings: SettingsDep) -> dict:

@@ -1,0 +1,159 @@
+"""Admission control: a call that would wait past the deadline is refused at once (429 + Retry-After)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api.admission import Admission, ServiceTime
+from serving.api.app import create_app
+from serving.api.errors import Overloaded
+from serving.api.metrics import ServiceMetrics
+from serving.api.predictor import MicroBatcher
+from tests.serving.api.app_support import AUTH, metric_value, settings
+
+
+def test_service_time_weighs_batches_by_their_size():
+    st = ServiceTime(smoothing=0.5)
+    assert st.per_post is None
+    st.observe(1, 0.010)  # a lone post: 10 ms
+    st.observe(63, 0.100)  # a big batch: ~1.6 ms per post
+    # equal weights per pass would give (10 + 1.6) / 2 = 5.8 ms; by posts it is (0.01 + 0.1) / (1 + 63) = 1.7 ms
+    assert st.per_post == pytest.approx((0.5 * 0.010 + 0.5 * 0.100) / (0.5 * 1 + 0.5 * 63))
+
+
+def test_admission_admits_an_empty_queue_and_refuses_past_the_deadline():
+    metrics = ServiceMetrics()
+    adm = Admission(deadline_s=0.5, max_queue=1000, metrics=metrics)
+    adm.check(0, 10)  # no estimate yet, nothing queued
+    adm.batch_started(10)
+    adm.batch_finished(10, 1.0)  # 100 ms per post
+    adm.check(0, 64)  # 6.4 s expected, but nothing is ahead of it: refusing could not make it faster
+    adm.check(3, 1)  # 400 ms expected
+    with pytest.raises(Overloaded) as exc:
+        adm.check(9, 1)  # 1 s expected
+    assert exc.value.status_code == 429 and exc.value.type == "overloaded"
+    assert exc.value.headers["Retry-After"] == "1"  # ceil(1.0 - 0.5)
+    assert "1000 ms" in exc.value.message and "500 ms deadline" in exc.value.message
+    with pytest.raises(Overloaded) as exc:
+        adm.check(40, 1)  # 4.1 s expected: retry after ~3.6 s
+    assert exc.value.headers["Retry-After"] == "4"
+    with pytest.raises(Overloaded):
+        adm.check(999, 2)  # over max_queue
+    text = metrics.registry
+    from prometheus_client import generate_latest
+
+    out = generate_latest(text).decode()
+    assert metric_value(out, "frontline_shed_calls_total", reason="deadline") == 2.0
+    assert metric_value(out, "frontline_shed_calls_total", reason="queue_full") == 1.0
+    assert metric_value(out, "frontline_seconds_per_post") == pytest.approx(0.1)
+
+
+def test_admission_off_still_bounds_the_queue():
+    adm = Admission(deadline_s=0.0, max_queue=10)
+    adm.batch_finished(1, 100.0)
+    adm.check(9, 1)
+    with pytest.raises(Overloaded):
+        adm.check(9, 2)
+
+
+def test_the_running_batch_counts_for_what_is_left_of_it():
+    adm = Admission(deadline_s=1.0, max_queue=1000)
+    adm.batch_finished(1, 0.1)
+    assert adm.expected_seconds(2, 1) == pytest.approx(0.3)
+    adm.batch_started(8)  # 0.8 s of work just started
+    assert adm.expected_seconds(2, 1) == pytest.approx(1.1, abs=0.05)
+
+
+class SlowModel:
+    """A fake model that takes ``per_post`` seconds per post."""
+
+    def __init__(self, per_post: float):
+        self.per_post = per_post
+
+    def __call__(self, texts):
+        time.sleep(self.per_post * len(texts))
+        return "m", list(texts)
+
+
+def test_batcher_refuses_fast_and_the_admitted_finish_near_the_deadline():
+    b = MicroBatcher(SlowModel(0.05), max_size=4, max_wait_s=0.0, deadline_s=0.4)
+    b.start()
+    try:
+        b.submit(["warm"]).result(5)  # first measurement: 50 ms per post
+        started = time.perf_counter()
+        admitted, refused = [], 0
+        for i in range(40):  # 40 posts at once: 2 s of work, 5x the deadline
+            t0 = time.perf_counter()
+            try:
+                admitted.append((t0, b.submit([f"p{i}"])))
+            except Overloaded:
+                refused += 1
+                assert time.perf_counter() - t0 < 0.05  # refused at once, not after waiting
+        assert 3 <= len(admitted) <= 12 and refused == 40 - len(admitted)
+        for t0, f in admitted:
+            f.result(5)
+        assert time.perf_counter() - started < 0.4 * 1.5 + 0.2  # the admitted were answered near the deadline
+        assert b.queued == 0
+    finally:
+        b.stop()
+
+
+def test_queue_count_stays_exact_when_calls_are_carried_to_the_next_batch():
+    # calls of 3 posts with batches of at most 5: every second call waits for the next batch (the carry)
+    b = MicroBatcher(SlowModel(0.001), max_size=5, max_wait_s=0.01, max_queue=7)
+    futures = [b.submit(["a", "b", "c"]), b.submit(["d", "e", "f"])]
+    assert b.queued == 6
+    with pytest.raises(Overloaded):
+        b.submit(["g", "h"])  # 6 + 2 > 7
+    b.start()
+    try:
+        for f in futures:
+            f.result(5)
+        assert b.queued == 0  # counted once each: it used to go negative and disable the bound
+        for _ in range(3):
+            futures = [b.submit(["a", "b", "c"]) for _ in range(2)]
+            for f in futures:
+                f.result(5)
+        assert b.queued == 0
+    finally:
+        b.stop()
+
+
+def test_http_overload_is_a_fast_429_with_retry_after(tiny_model):
+    """The real app with a model made slow (0.3 s per forward pass, one call per pass): 8 simultaneous calls
+    against a 1 s deadline; the first few are answered, the rest refused at once."""
+    app = create_app(settings(tiny_model.uri, batch_max_size=1, batch_max_wait_ms=0, queue_deadline_ms=1000))
+    with TestClient(app) as c:
+        batcher = app.state.predictor.batcher
+        real = batcher.run_batch
+
+        def slow(texts):
+            time.sleep(0.3)
+            return real(texts)
+
+        batcher.run_batch = slow
+        assert c.post("/v1/classify", json={"text": "warm up"}, headers=AUTH).status_code == 200
+
+        def call(i):
+            t0 = time.perf_counter()
+            r = c.post("/v1/classify", json={"posts": [{"id": str(i), "text": "my parcel is late"}]}, headers=AUTH)
+            return r, time.perf_counter() - t0
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(call, range(8)))
+        ok = [t for r, t in answers if r.status_code == 200]
+        shed = [(r, t) for r, t in answers if r.status_code == 429]
+        assert len(ok) + len(shed) == 8, [r.text for r, _ in answers]
+        assert len(ok) >= 2 and len(shed) >= 3
+        for r, t in shed:
+            assert r.json()["error"]["type"] == "overloaded" and int(r.headers["Retry-After"]) >= 1
+            assert t < 0.3  # refused before waiting for the model
+        assert max(ok) < 1.0 + 0.6  # the deadline, with room for a loaded machine
+        text = c.get("/metrics").text
+        assert metric_value(text, "frontline_shed_calls_total", reason="deadline") == len(shed)
+        doc = c.get("/openapi.json").json()["paths"]["/v1/classify"]["post"]["responses"]["429"]
+        assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(doc["headers"])
