@@ -34,6 +34,11 @@ class ServiceMetrics:
         self.seconds_per_post = Gauge("frontline_seconds_per_post",
                                       "Moving estimate of the model's seconds per post (what admission control prices "
                                       "a call with).", registry=r)
+        self.call_overhead = Gauge("frontline_call_overhead_seconds",
+                                   "Moving estimate of how much longer admitted calls take than their model part.",
+                                   registry=r)
+        self.loop_lag = Gauge("frontline_event_loop_lag_seconds",
+                              "Smoothed delay of the event loop in running a due timer.", registry=r)
         self.shed = Counter("frontline_shed_calls", "Calls refused with 429 before reaching the model, by reason: "
                             "deadline (expected wait over queue_deadline_ms), queue_full, rate_limit (the API key's "
                             "limit is spent).", ["reason"], registry=r)

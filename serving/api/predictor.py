@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.api.admission import Admission
+from serving.api.admission import Admission, LoopLag
 from serving.api.errors import (
     InferenceFailed,
     ModelUnavailable,
@@ -43,6 +43,7 @@ _STOP = object()
 @dataclass
 class _Job:
     texts: list[str]
+    predicted_s: float | None = None  # the model's part of its wait, as admission control priced it
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -101,15 +102,19 @@ class MicroBatcher:
                 jobs.append(item)
 
     def submit(self, texts: list[str]) -> concurrent.futures.Future:
+        """Queue ``texts`` for a forward pass (or raise 429 / 503); the future gets ``(meta, results)``."""
+        return self._enqueue(texts).future
+
+    def _enqueue(self, texts: list[str]) -> _Job:
         if self._closed:
             raise ModelUnavailable("The service is shutting down.")
         with self._lock:
-            self.admission.check(self._queued, len(texts))  # 429 when it would wait past the deadline
+            predicted = self.admission.check(self._queued, len(texts))  # 429 when it would wait past the deadline
             self._queued += len(texts)
             self._gauge()
-        job = _Job(list(texts))
+        job = _Job(list(texts), predicted_s=predicted)
         self._q.put(job)
-        return job.future
+        return job
 
     def precheck(self) -> None:
         """Refuse at once (429) when even a one-post call would miss the deadline: before its body is validated."""
@@ -123,7 +128,11 @@ class MicroBatcher:
 
     async def classify(self, texts: list[str]) -> tuple[Any, list]:
         """Await this call's results; cancelling the caller drops its job if it has not started."""
-        return await asyncio.wrap_future(self.submit(texts))
+        started = time.perf_counter()
+        job = self._enqueue(texts)
+        answer = await asyncio.wrap_future(job.future)
+        self.admission.call_finished(job.predicted_s, time.perf_counter() - started)
+        return answer
 
     def _gauge(self) -> None:
         if self.metrics:
@@ -177,7 +186,7 @@ class MicroBatcher:
             self.metrics.batch_requests.observe(len(jobs))
             for j in jobs:
                 self.metrics.queue_wait.observe(started - j.enqueued)
-        self.admission.batch_started(len(texts))
+        self.admission.batch_started(len(texts), min(j.enqueued for j in jobs))
         try:
             meta, results = self.run_batch(texts)
             if len(results) != len(texts):
@@ -188,7 +197,7 @@ class MicroBatcher:
             return
         finally:
             seconds = time.perf_counter() - started
-            self.admission.batch_finished(len(texts), seconds)
+            self.admission.batch_finished(len(texts))
             if self.metrics:
                 self.metrics.inference.observe(seconds)
         start = 0
@@ -239,6 +248,9 @@ class SharedPredictor:
                                     settings.max_queue_posts, self.metrics, settings.queue_deadline_ms / 1000)
         self._poller: asyncio.Task | None = None
         self._initial: asyncio.Task | None = None
+        self._lag: asyncio.Task | None = None
+        self.loop_lag = LoopLag(metrics=self.metrics)
+        self.batcher.admission.loop_lag = self.loop_lag
         self.first_load = FirstLoad(self)
 
     # ---- state -------------------------------------------------------------------------------------
@@ -379,6 +391,7 @@ class SharedPredictor:
         With ``load_blocking`` the app waits for the first attempt only: if it fails, the app starts
         anyway (live, not ready, saying why) and the retries go on in the background."""
         self.batcher.start()
+        self._lag = asyncio.create_task(self.loop_lag.run())
         self.loading = True
         self._initial = asyncio.create_task(self.first_load.run())
         if self.settings.load_blocking:
@@ -395,7 +408,7 @@ class SharedPredictor:
                 log.warning("alias poll: %s", exc)
 
     async def stop(self) -> None:
-        for task in (self._poller, self._initial):
+        for task in (self._poller, self._initial, self._lag):
             if task is not None:
                 task.cancel()
         await asyncio.to_thread(self.batcher.stop)

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Body, Depends
 from serving.api.deps import (
     PredictorDep,
     SettingsDep,
+    ShedFirstRoute,
     enforce_rate_limit,
-    refuse_when_overloaded,
     require_api_key,
     require_json,
 )
@@ -32,7 +32,7 @@ from serving.pii import personal_data_kinds
 
 log = logging.getLogger("frontline.serving")
 
-router = APIRouter(prefix="/v1", tags=["classify"])
+router = APIRouter(prefix="/v1", tags=["classify"], route_class=ShedFirstRoute)  # overload: 429 before parsing
 
 DESCRIPTION = """Label posts with urgency, issue type and the channels the customer already tried.
 
@@ -58,7 +58,7 @@ the threshold at which, out-of-fold, the posts kept were right `review_accuracy`
 
 @router.post("/classify", response_model=ClassifyResponse, summary="Classify posts",
              description=DESCRIPTION, dependencies=[Depends(require_api_key), Depends(require_json),
-                                                     Depends(enforce_rate_limit), Depends(refuse_when_overloaded)],
+                                                     Depends(enforce_rate_limit)],
              responses=responses(401, 413, 415, 422, 429, 500, 503))
 async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
                    predictor: PredictorDep, settings: SettingsDep) -> dict:

@@ -41,6 +41,7 @@ def test_a_store_that_appears_later_is_picked_up(tiny_model, tmp_path):
         # the store appears (moved in whole, as a mount appears)
         staging = tmp_path / "staging"
         shutil.copytree(tiny_model.bundle_dir, staging)
+        target.parent.mkdir()
         staging.rename(target)
         ready = _wait_ready(c)
         assert ready["status"] == "ready" and ready.get("reason") is None
