@@ -20,6 +20,7 @@ import asyncio
 import math
 import threading
 import time
+from collections.abc import Callable
 
 from serving.api.errors import ErrorDetail, Overloaded
 from serving.api.metrics import ServiceMetrics
@@ -95,11 +96,12 @@ class Admission:
     HEADROOM = 0.5  # a sudden surge slows the model too: measured up to 2x before the estimates catch up
 
     def __init__(self, deadline_s: float, max_queue: int, metrics: ServiceMetrics | None = None,
-                 loop_lag: LoopLag | None = None):
+                 loop_lag: LoopLag | None = None, clock: Callable[[], float] = time.perf_counter):
         self.deadline_s = deadline_s
         self.max_queue = max_queue
         self.metrics = metrics
         self.loop_lag = loop_lag
+        self.clock = clock  # the batcher's clock (``_Job.enqueued``); tests pass a fake one
         self.service_time = ServiceTime()
         self.overhead_s = 0.0
         self._running: tuple[int, float] | None = None  # (posts, perf_counter at start) of the batch running now
@@ -108,7 +110,7 @@ class Admission:
 
     # ---- what the batcher tells it -----------------------------------------------------------------
     def batch_started(self, posts: int, first_enqueued: float) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         # the batch's cost to the queue runs from when the worker was free for it: the previous batch's end
         # when it was busy back to back (so the gaps between passes count: handing results over, waiting
         # for the GIL), else from when its first call arrived
@@ -117,7 +119,7 @@ class Admission:
         self._cost_from = min(free, now)
 
     def batch_finished(self, posts: int) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         self._running = None
         self.service_time.observe(posts, now - self._cost_from)
         self._last_finish = now
@@ -140,7 +142,7 @@ class Admission:
         running = self._running
         left = 0.0
         if running is not None:
-            left = max(0.0, running[0] * per_post - (time.perf_counter() - running[1]))
+            left = max(0.0, running[0] * per_post - (self.clock() - running[1]))
         return left + (queued + posts) * per_post
 
     def expected_seconds(self, queued: int, posts: int) -> float | None:
