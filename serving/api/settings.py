@@ -53,16 +53,17 @@ class Settings(BaseSettings):
                               "padded to the longest (64 random posts in one pass: 230 posts/s; in passes of 16: 424).")
     max_queue_posts: int = Field(2048, ge=1, description="Posts waiting for the model beyond which calls get a 429.")
     queue_deadline_ms: float = Field(
-        1000.0, ge=0, description="Admission control: a call whose expected time to an answer (posts queued ahead of it "
-                                  "and its own, times the measured seconds per post) exceeds this is refused at once "
+        1000.0, ge=0, description="Admission control: the time to an answer accepted calls should stay under. A call "
+                                  "whose expected time (the model's part for the posts queued ahead and its own, plus "
+                                  "the measured overhead and event-loop lag) exceeds half of it is refused at once "
                                   "with 429 + Retry-After instead of waiting; 0 = off. A call is always admitted when "
-                                  "nothing is queued.")
+                                  "nothing is queued ahead of it.")
     rate_limit: str = Field(
-        "", description='Per-API-key rate limit on /v1/*, in the limits library\'s notation, e.g. "600/minute" or '
+        "", description='Per-API-key rate limit on /v1/classify, in the limits library\'s notation, e.g. "600/minute" or '
                         '"20/second;600/minute"; empty = off. Without API keys the client address is the key.')
     rate_limit_storage: str = Field(
         "memory://", description='Where the rate-limit counters live: "memory://" (per process) or a Redis URI '
-                                 '("redis://host:6379", shared by every replica; needs the redis package).')
+                                 '("redis://host:6379", shared by every replica; needs limits[async-redis]).')
     load_retry_attempts: int = Field(
         0, ge=0, description="First model load: attempts before giving up (0 = keep retrying); "
                              "/health/ready says 503 with the reason meanwhile.")
