@@ -25,16 +25,21 @@ from collections.abc import Callable
 from serving.api.errors import ErrorDetail, Overloaded
 from serving.api.metrics import ServiceMetrics
 
-# weight of the newest forward pass (and of the newest call) in the moving estimates: a surge must show
-# within a few batches
-SMOOTHING = 0.3
+# weights of the newest forward pass (and of the newest call) in the moving estimates: quick to rise, so a
+# surge shows within a batch or two (it slows the model too), slower to fall, so one quick batch does not
+# open the gates
+RISING, FALLING = 0.6, 0.2
+
+
+def _smooth(current: float, new: float) -> float:
+    a = RISING if new > current else FALLING
+    return (1 - a) * current + a * new
 
 
 class ServiceTime:
     """Moving estimate of the model's seconds per post, weighted by batch size. Thread-safe."""
 
-    def __init__(self, smoothing: float = SMOOTHING):
-        self.smoothing = smoothing
+    def __init__(self):
         self._seconds = 0.0
         self._posts = 0.0
         self._lock = threading.Lock()
@@ -46,7 +51,7 @@ class ServiceTime:
             if self._posts == 0.0:
                 self._seconds, self._posts = seconds, float(posts)
             else:
-                a = self.smoothing
+                a = RISING if seconds / posts > self._seconds / self._posts else FALLING
                 self._seconds = (1 - a) * self._seconds + a * seconds
                 self._posts = (1 - a) * self._posts + a * posts
 
@@ -129,7 +134,7 @@ class Admission:
     def call_finished(self, predicted_s: float | None, seconds: float) -> None:
         """An admitted call got its results ``seconds`` after it was queued; its model part was ``predicted_s``."""
         if predicted_s is not None:
-            self.overhead_s = (1 - SMOOTHING) * self.overhead_s + SMOOTHING * max(0.0, seconds - predicted_s)
+            self.overhead_s = _smooth(self.overhead_s, max(0.0, seconds - predicted_s))
             if self.metrics:
                 self.metrics.call_overhead.set(self.overhead_s)
 

@@ -16,13 +16,16 @@ from serving.api.predictor import MicroBatcher
 from tests.serving.api.app_support import AUTH, metric_value, settings
 
 
-def test_service_time_weighs_batches_by_their_size():
-    st = ServiceTime(smoothing=0.5)
+def test_service_time_weighs_batches_by_their_size_and_rises_faster_than_it_falls():
+    st = ServiceTime()
     assert st.per_post is None
     st.observe(1, 0.010)  # a lone post: 10 ms
-    st.observe(63, 0.100)  # a big batch: ~1.6 ms per post
-    # equal weights per pass would give (10 + 1.6) / 2 = 5.8 ms; by posts it is (0.01 + 0.1) / (1 + 63) = 1.7 ms
-    assert st.per_post == pytest.approx((0.5 * 0.010 + 0.5 * 0.100) / (0.5 * 1 + 0.5 * 63))
+    st.observe(63, 0.100)  # a big batch: ~1.6 ms per post, a fall (weight 0.2)
+    # by posts, not by passes: (0.8 * 0.01 + 0.2 * 0.1) / (0.8 * 1 + 0.2 * 63) = 2.1 ms, not (10 + 1.6) / 2
+    assert st.per_post == pytest.approx((0.8 * 0.010 + 0.2 * 0.100) / (0.8 * 1 + 0.2 * 63))
+    fell = st.per_post
+    st.observe(64, 64 * 0.010)  # a slow batch (a surge): it counts at 0.6
+    assert st.per_post > fell + 0.5 * (0.010 - fell)
 
 
 class Clock:
@@ -109,7 +112,7 @@ def test_gaps_between_back_to_back_batches_count_as_cost():
     adm.batch_started(10, queued_at)  # its calls were queued long ago: the worker was busy all along
     adm.clock.now += 0.05
     adm.batch_finished(10)  # so this batch cost the queue 100 ms, not 50
-    assert adm.service_time.per_post == pytest.approx((0.7 * 0.05 + 0.3 * 0.1) / 10)
+    assert adm.service_time.per_post == pytest.approx((0.4 * 0.05 + 0.6 * 0.1) / 10)  # a rise: weight 0.6
     adm.clock.now += 5.0  # idle
     adm.batch_started(10, adm.clock.now - 0.01)  # a call that arrived 10 ms ago to an idle worker
     adm.clock.now += 0.05
