@@ -94,8 +94,9 @@ class Admission:
     measured overhead around it (how much longer admitted calls took than their model part predicted:
     waking up on the event loop, deciding, the estimate's own bias) and the event loop's lag. Calls are
     admitted while that stays under ``HEADROOM`` of the deadline, so that the error of an estimate
-    does not push the slowest accepted calls past it. Refusals raise ``Overloaded`` and count in
-    ``frontline_shed_calls_total{reason}``.
+    does not push the slowest accepted calls past it. If the machine stalls after a call was admitted, the
+    call is answered 429 when its batch is formed rather than late (``too_late``). Refusals raise
+    ``Overloaded`` and count in ``frontline_shed_calls_total{reason}``.
     """
 
     HEADROOM = 0.5  # a sudden surge slows the model too: measured up to 2x before the estimates catch up
@@ -177,6 +178,25 @@ class Admission:
                          f"{budget * 1000:.0f} ms of the {self.deadline_s * 1000:.0f} ms deadline "
                          f"({queued} posts queued ahead)", retry_after=expected - budget)
         return predicted
+
+    def too_late(self, waited_s: float, batch_posts: int) -> Overloaded | None:
+        """For a call about to run in a batch of ``batch_posts`` posts after waiting ``waited_s``: the 429 to
+        answer instead when it can no longer make the deadline (a stall after it was admitted), else None.
+
+        Never when the batch alone takes longer than the deadline: then waiting was not the problem, and
+        dropping could starve every call."""
+        per_post = self.service_time.per_post
+        if self.deadline_s <= 0 or per_post is None:
+            return None
+        batch = batch_posts * per_post
+        if batch >= self.deadline_s or waited_s + batch <= self.deadline_s:
+            return None
+        if self.metrics:
+            self.metrics.shed.labels("expired").inc()
+        return Overloaded(f"The service is overloaded: this call waited {waited_s * 1000:.0f} ms and could not be "
+                          f"answered within the {self.deadline_s * 1000:.0f} ms deadline; retry after the Retry-After "
+                          "seconds.", [ErrorDetail(field=None, problem=f"waited {waited_s * 1000:.0f} ms in the queue")],
+                          headers={"Retry-After": "1"})
 
     def _refuse(self, reason: str, message: str, problem: str, retry_after: float) -> None:
         if self.metrics:

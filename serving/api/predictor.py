@@ -173,10 +173,24 @@ class MicroBatcher:
         while True:
             batch, stop = self._next_batch()
             live = [j for j in batch if j.future.set_running_or_notify_cancel()]  # skip callers who gave up
+            live = self._drop_late(live)
             if live:
                 self._run(live)
             if stop:
                 return
+
+    def _drop_late(self, jobs: list[_Job]) -> list[_Job]:
+        """Answer 429 to the calls that can no longer make the deadline (the machine stalled after they
+        were admitted), so that an accepted call is an answer in time; keep the rest."""
+        now, posts, keep = time.perf_counter(), sum(len(j.texts) for j in jobs), []
+        for j in jobs:
+            late = self.admission.too_late(now - j.enqueued, posts)
+            if late is None:
+                keep.append(j)
+            else:
+                j.future.set_exception(late)
+                posts -= len(j.texts)
+        return keep
 
     def _run(self, jobs: list[_Job]) -> None:
         texts = [t for j in jobs for t in j.texts]

@@ -17,10 +17,10 @@ import httpx
 from tests.reliability.conftest import closed_loop, live_server, open_loop, percentile, posts_from_data
 from tests.serving.api.app_support import metric_value
 
-DEADLINE_MS = 1000
+DEADLINE_MS = 1500  # accepted calls are admitted up to half of it; the rest is room for this shared machine's stalls
 POSTS_PER_CALL = 64  # the model is the bottleneck, as in production (the tiny model is fast, the real one 10x slower),
 # and the client and the HTTP layer, which share the 2 cores, stay well below their own limit (~60 calls/s here)
-SECONDS = 10
+SECONDS = 12
 TEXTS = posts_from_data(4096)
 
 
@@ -62,4 +62,5 @@ def test_twice_capacity_is_shed_fast_and_accepted_calls_meet_the_deadline(tiny_m
     assert percentile([o.latency for o in shed], 0.5) < DEADLINE_MS / 1000 / 4, report
     # and the server kept doing useful work meanwhile (refusals cost it some CPU, so not all of its capacity)
     assert len(accepted) / SECONDS >= 0.35 * capacity, report
-    assert metric_value(metrics, "frontline_shed_calls_total", reason="deadline") >= sum(o.status == 429 for o in shed)
+    assert sum(metric_value(metrics, "frontline_shed_calls_total", reason=r) or 0 for r in ("deadline", "expired")) \
+        >= sum(o.status == 429 for o in shed)  # (the metric also counts the capacity phase's few)

@@ -120,6 +120,29 @@ def test_gaps_between_back_to_back_batches_count_as_cost():
     assert adm.service_time.per_post < 0.01
 
 
+def test_a_call_that_can_no_longer_make_the_deadline_is_answered_429_not_late():
+    adm = _admission(deadline_s=1.0, max_queue=1000)
+    assert adm.too_late(5.0, 10) is None  # no estimate yet
+    _measured(adm, 10, 0.1)  # 10 ms per post: a batch of 20 takes 0.2 s
+    assert adm.too_late(0.7, 20) is None  # 0.9 s: still in time
+    late = adm.too_late(0.9, 20)  # 1.1 s
+    assert late is not None and late.status_code == 429 and late.headers["Retry-After"] == "1"
+    assert adm.too_late(3.0, 150) is None  # the batch alone takes 1.5 s: waiting was not the problem
+
+
+def test_the_batcher_drops_calls_stalled_past_the_deadline():
+    b = MicroBatcher(SlowModel(0.01), max_size=100, max_wait_s=0.0, deadline_s=1.0)
+    b.admission.service_time.observe(10, 0.1)  # 10 ms per post
+    stalled, fresh = b._enqueue(["a", "b"]), b._enqueue(["c"])
+    stalled.enqueued -= 5.0  # it has waited 5 s: the machine stalled after it was admitted
+    for j in (stalled, fresh):
+        j.future.set_running_or_notify_cancel()
+    assert b._drop_late([stalled, fresh]) == [fresh]
+    with pytest.raises(Overloaded):
+        stalled.future.result(0)
+    assert not fresh.future.done()
+
+
 class SlowModel:
     """A fake model that takes ``per_post`` seconds per post."""
 
