@@ -40,8 +40,8 @@ class ServiceMetrics:
         self.loop_lag = Gauge("frontline_event_loop_lag_seconds",
                               "Smoothed delay of the event loop in running a due timer.", registry=r)
         self.shed = Counter("frontline_shed_calls", "Calls refused with 429 before reaching the model, by reason: "
-                            "deadline (expected wait over queue_deadline_ms), queue_full, rate_limit (the API key's "
-                            "limit is spent).", ["reason"], registry=r)
+                            "deadline (expected time over the queue deadline's budget), expired (admitted, then "
+                            "stalled past the deadline), queue_full, rate_limit (the API key's limit is spent).", ["reason"], registry=r)
         self.posts = Counter("frontline_posts_classified", "Posts classified.", registry=r)
         self.predictions = Counter("frontline_predictions", "Predicted labels by head (prior_channels: each channel, or none).",
                                    ["head", "label"], registry=r)
