@@ -16,6 +16,7 @@ from serving.api.deps import admin_keys, inference_keys
 from serving.api.metrics import ServiceMetrics
 from serving.api.middleware import ObserveRequests
 from serving.api.predictor import SharedPredictor
+from serving.api.ratelimit import KeyRateLimits
 from serving.api.routes import admin, classify, feedback, health, metrics, model
 from serving.api.schemas import install_openapi
 from serving.api.settings import Settings
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="frontline", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = service_metrics
+    app.state.rate_limits = (KeyRateLimits(settings.rate_limit, settings.rate_limit_storage, service_metrics)
+                             if settings.rate_limit else None)
     errors.install(app)
     for r in (classify.router, model.router, admin.router, health.router, metrics.router, feedback.router,
               shadow.router()):

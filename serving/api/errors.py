@@ -80,7 +80,15 @@ class ModelUnavailable(ApiError):
 
 
 class Overloaded(ApiError):
+    """Refused before queueing: the expected wait exceeds the queue deadline, or the queue is full (Retry-After)."""
+
     status_code, type = 429, "overloaded"
+
+
+class RateLimited(ApiError):
+    """This API key has spent its rate limit (Retry-After, RateLimit-* headers); other keys are unaffected."""
+
+    status_code, type = 429, "rate_limited"
 
 
 class InferenceFailed(ApiError):
@@ -133,15 +141,35 @@ DESCRIPTIONS = {
     404: "No loadable frontline model at that URI (the previous model keeps serving).",
     422: "Malformed JSON, or one or more invalid posts (every bad post is listed by index), or a `review` "
          "operating point the served model cannot give.",
-    429: "Too many posts queued; retry after the Retry-After seconds.",
+    429: "Refused at once, before queueing: `overloaded` (the expected wait for an answer exceeds the service's "
+         "queue deadline, or the queue is full) or `rate_limited` (this API key's rate limit is spent; other keys "
+         "are unaffected). Retry after the Retry-After seconds.",
     500: "Unexpected failure (for reload: the previous model keeps serving).",
     503: "No model loaded yet (or loading failed).",
 }
 
 
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer"}}
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": _header("Calls allowed in the window of the tightest rate limit (when rate limits are on)."),
+    "RateLimit-Remaining": _header("Calls left in that window."),
+    "RateLimit-Reset": _header("Seconds until that window frees a call."),
+}
+
+# status → response headers, for the OpenAPI of every route that can answer it
+HEADERS: dict[int, dict[str, Any]] = {
+    429: {"Retry-After": _header("Seconds to wait before retrying."), **RATE_LIMIT_HEADERS},
+    503: {"Retry-After": _header("Seconds to wait before retrying.")},
+}
+
+
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries, all with the ``ErrorResponse`` body."""
-    return {c: {"model": ErrorResponse, "description": DESCRIPTIONS[c]} for c in codes}
+    """OpenAPI ``responses=`` entries, all with the ``ErrorResponse`` body (and their headers, where they have some)."""
+    return {c: {"model": ErrorResponse, "description": DESCRIPTIONS[c], **({"headers": HEADERS[c]} if c in HEADERS else {})}
+            for c in codes}
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -31,6 +31,17 @@ class ServiceMetrics:
         self.queue_wait = Histogram("frontline_queue_wait_seconds", "Time a request waited for its batch to start.",
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.queued_posts = Gauge("frontline_queued_posts", "Posts waiting for the model.", registry=r)
+        self.seconds_per_post = Gauge("frontline_seconds_per_post",
+                                      "Moving estimate of the model's seconds per post (what admission control prices "
+                                      "a call with).", registry=r)
+        self.call_overhead = Gauge("frontline_call_overhead_seconds",
+                                   "Moving estimate of how much longer admitted calls take than their model part.",
+                                   registry=r)
+        self.loop_lag = Gauge("frontline_event_loop_lag_seconds",
+                              "Smoothed delay of the event loop in running a due timer.", registry=r)
+        self.shed = Counter("frontline_shed_calls", "Calls refused with 429 before reaching the model, by reason: "
+                            "deadline (expected time over the queue deadline's budget), expired (admitted, then "
+                            "stalled past the deadline), queue_full, rate_limit (the API key's limit is spent).", ["reason"], registry=r)
         self.posts = Counter("frontline_posts_classified", "Posts classified.", registry=r)
         self.predictions = Counter("frontline_predictions", "Predicted labels by head (prior_channels: each channel, or none).",
                                    ["head", "label"], registry=r)

@@ -23,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving.api.admission import Admission, LoopLag
 from serving.api.errors import (
     InferenceFailed,
     ModelUnavailable,
     OperatingPointUnavailable,
-    Overloaded,
     ReloadFailed,
 )
 from serving.api import shadow
+from serving.api.first_load import FirstLoad
 from serving.api.metrics import ServiceMetrics
 from serving.api.settings import Settings
 from training.schema import HEADS, SCHEMA
@@ -43,6 +44,7 @@ _STOP = object()
 @dataclass
 class _Job:
     texts: list[str]
+    predicted_s: float | None = None  # the model's part of its wait, as admission control priced it
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -53,15 +55,19 @@ class MicroBatcher:
     ``run_batch(texts) -> (meta, results)`` must return one result per text, in order; each job's future
     receives ``(meta, its own results)``. A job is never split across batches, so one request is always
     answered by one model. If ``run_batch`` raises, every job of that batch gets the exception.
+    ``submit`` asks ``Admission`` first: a call that would wait past ``deadline_s`` (or overflow
+    ``max_queue``) is refused with 429 before it is queued.
     """
 
     def __init__(self, run_batch: Callable[[list[str]], tuple[Any, list]], max_size: int = 64,
-                 max_wait_s: float = 0.005, max_queue: int = 2048, metrics: ServiceMetrics | None = None):
+                 max_wait_s: float = 0.005, max_queue: int = 2048, metrics: ServiceMetrics | None = None,
+                 deadline_s: float = 0.0):
         self.run_batch = run_batch
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.metrics = metrics
+        self.admission = Admission(deadline_s, max_queue, metrics)
         self._q: queue.Queue = queue.Queue()
         self._carry: _Job | None = None
         self._queued = 0
@@ -97,21 +103,37 @@ class MicroBatcher:
                 jobs.append(item)
 
     def submit(self, texts: list[str]) -> concurrent.futures.Future:
+        """Queue ``texts`` for a forward pass (or raise 429 / 503); the future gets ``(meta, results)``."""
+        return self._enqueue(texts).future
+
+    def _enqueue(self, texts: list[str]) -> _Job:
         if self._closed:
             raise ModelUnavailable("The service is shutting down.")
         with self._lock:
-            if self._queued and self._queued + len(texts) > self.max_queue:
-                raise Overloaded(f"{self._queued} posts are already waiting for the model; retry shortly.",
-                                 headers={"Retry-After": "1"})
+            predicted = self.admission.check(self._queued, len(texts))  # 429 when it would wait past the deadline
             self._queued += len(texts)
             self._gauge()
-        job = _Job(list(texts))
+        job = _Job(list(texts), predicted_s=predicted)
         self._q.put(job)
-        return job.future
+        return job
+
+    def precheck(self) -> None:
+        """Refuse at once (429) when even a one-post call would miss the deadline: before its body is validated."""
+        with self._lock:
+            self.admission.check(self._queued, 1)
+
+    @property
+    def queued(self) -> int:
+        """Posts waiting for a forward pass (not counting the one running)."""
+        return self._queued
 
     async def classify(self, texts: list[str]) -> tuple[Any, list]:
         """Await this call's results; cancelling the caller drops its job if it has not started."""
-        return await asyncio.wrap_future(self.submit(texts))
+        started = time.perf_counter()
+        job = self._enqueue(texts)
+        answer = await asyncio.wrap_future(job.future)
+        self.admission.call_finished(job.predicted_s, time.perf_counter() - started)
+        return answer
 
     def _gauge(self) -> None:
         if self.metrics:
@@ -123,6 +145,7 @@ class MicroBatcher:
             self._gauge()
 
     def _next_batch(self) -> tuple[list[_Job], bool]:
+        # a job leaves the queue count when it joins a batch; a carried job is still waiting until then
         first = self._carry if self._carry is not None else self._q.get()
         self._carry = None
         if first is _STOP:
@@ -139,10 +162,10 @@ class MicroBatcher:
             if nxt is _STOP:
                 stop = True
                 break
-            self._taken(nxt)
             if n + len(nxt.texts) > self.max_size:
                 self._carry = nxt
                 break
+            self._taken(nxt)
             batch.append(nxt)
             n += len(nxt.texts)
         return batch, stop
@@ -151,10 +174,24 @@ class MicroBatcher:
         while True:
             batch, stop = self._next_batch()
             live = [j for j in batch if j.future.set_running_or_notify_cancel()]  # skip callers who gave up
+            live = self._drop_late(live)
             if live:
                 self._run(live)
             if stop:
                 return
+
+    def _drop_late(self, jobs: list[_Job]) -> list[_Job]:
+        """Answer 429 to the calls that can no longer make the deadline (the machine stalled after they
+        were admitted), so that an accepted call is an answer in time; keep the rest."""
+        now, posts, keep = time.perf_counter(), sum(len(j.texts) for j in jobs), []
+        for j in jobs:
+            late = self.admission.too_late(now - j.enqueued, posts)
+            if late is None:
+                keep.append(j)
+            else:
+                j.future.set_exception(late)
+                posts -= len(j.texts)
+        return keep
 
     def _run(self, jobs: list[_Job]) -> None:
         texts = [t for j in jobs for t in j.texts]
@@ -164,6 +201,7 @@ class MicroBatcher:
             self.metrics.batch_requests.observe(len(jobs))
             for j in jobs:
                 self.metrics.queue_wait.observe(started - j.enqueued)
+        self.admission.batch_started(len(texts), min(j.enqueued for j in jobs))
         try:
             meta, results = self.run_batch(texts)
             if len(results) != len(texts):
@@ -173,8 +211,10 @@ class MicroBatcher:
                 j.future.set_exception(exc)
             return
         finally:
+            seconds = time.perf_counter() - started
+            self.admission.batch_finished(len(texts))
             if self.metrics:
-                self.metrics.inference.observe(time.perf_counter() - started)
+                self.metrics.inference.observe(seconds)
         start = 0
         for j in jobs:
             j.future.set_result((meta, results[start : start + len(j.texts)]))
@@ -220,9 +260,14 @@ class SharedPredictor:
         self.loading = False
         self._reload_lock = threading.Lock()
         self.batcher = MicroBatcher(self._run_batch, settings.batch_max_size, settings.batch_max_wait_ms / 1000,
-                                    settings.max_queue_posts, self.metrics)
+                                    settings.max_queue_posts, self.metrics, settings.queue_deadline_ms / 1000)
         self._poller: asyncio.Task | None = None
         self.shadow = shadow.from_settings(settings, self.metrics.registry)  # None unless FRONTLINE_SHADOW_URI
+        self._initial: asyncio.Task | None = None
+        self._lag: asyncio.Task | None = None
+        self.loop_lag = LoopLag(metrics=self.metrics)
+        self.batcher.admission.loop_lag = self.loop_lag
+        self.first_load = FirstLoad(self)
 
     # ---- state -------------------------------------------------------------------------------------
     @property
@@ -359,23 +404,20 @@ class SharedPredictor:
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the batcher, load the model (or start loading it), start alias polling if configured."""
+        """Start the batcher, load the model with retries (``FirstLoad``), start alias polling if configured.
+
+        With ``load_blocking`` the app waits for the first attempt only: if it fails, the app starts
+        anyway (live, not ready, saying why) and the retries go on in the background."""
         self.batcher.start()
         if self.shadow is not None:
             self.shadow.start()
+        self._lag = asyncio.create_task(self.loop_lag.run())
+        self.loading = True
+        self._initial = asyncio.create_task(self.first_load.run())
         if self.settings.load_blocking:
-            await self._initial_load()
-        else:
-            self.loading = True
-            self._initial = asyncio.create_task(self._initial_load())
+            await self.first_load.first_attempt_done.wait()
         if self.settings.reload_poll_seconds > 0:
             self._poller = asyncio.create_task(self._poll(self.settings.reload_poll_seconds))
-
-    async def _initial_load(self) -> None:
-        try:
-            await self.reload()
-        except ReloadFailed:
-            pass  # logged; /health/ready reports it, a reload or the poller can fix it
 
     async def _poll(self, every: float) -> None:
         while True:
@@ -386,7 +428,7 @@ class SharedPredictor:
                 log.warning("alias poll: %s", exc)
 
     async def stop(self) -> None:
-        for task in (self._poller, getattr(self, "_initial", None)):
+        for task in (self._poller, self._initial, self._lag):
             if task is not None:
                 task.cancel()
         await asyncio.to_thread(self.batcher.stop)

@@ -257,9 +257,13 @@ class Live(BaseModel):
 class Ready(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
-    status: str = Field(..., description="`ready`, `loading` or `failed`.", examples=["ready"])
+    status: str = Field(..., description="`ready`, `loading`, `retrying` or `failed`.", examples=["ready"])
     model: ModelRef | None = None
-    error: str | None = None
+    error: str | None = Field(None, description="The last load error (class and message), while not ready.")
+    reason: str | None = Field(None, description="Why not ready: `loading`, or `load_failed: <error>`.",
+                               examples=["load_failed: MlflowException: ..."])
+    attempts: int | None = Field(None, description="Load attempts made so far, while not ready.")
+    next_retry_in_s: float | None = Field(None, description="Seconds until the next load attempt, while waiting for it.")
 
 
 # ---- the OpenAPI document ----------------------------------------------------------------------------

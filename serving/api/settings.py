@@ -52,6 +52,24 @@ class Settings(BaseSettings):
         16, ge=1, description="Posts per forward pass inside a micro-batch, sorted by length so short posts are not "
                               "padded to the longest (64 random posts in one pass: 230 posts/s; in passes of 16: 424).")
     max_queue_posts: int = Field(2048, ge=1, description="Posts waiting for the model beyond which calls get a 429.")
+    queue_deadline_ms: float = Field(
+        1000.0, ge=0, description="Admission control: the time to an answer accepted calls should stay under. A call "
+                                  "whose expected time (the model's part for the posts queued ahead and its own, plus "
+                                  "the measured overhead and event-loop lag) exceeds half of it is refused at once "
+                                  "with 429 + Retry-After instead of waiting; 0 = off. A call is always admitted when "
+                                  "nothing is queued ahead of it.")
+    rate_limit: str = Field(
+        "", description='Per-API-key rate limit on /v1/classify, in the limits library\'s notation, e.g. "600/minute" or '
+                        '"20/second;600/minute"; empty = off. Without API keys the client address is the key.')
+    rate_limit_storage: str = Field(
+        "memory://", description='Where the rate-limit counters live: "memory://" (per process) or a Redis URI '
+                                 '("redis://host:6379", shared by every replica; needs limits[async-redis]).')
+    load_retry_attempts: int = Field(
+        0, ge=0, description="First model load: attempts before giving up (0 = keep retrying); "
+                             "/health/ready says 503 with the reason meanwhile.")
+    load_retry_initial_s: float = Field(1.0, gt=0, description="First model load: delay before the first retry.")
+    load_retry_max_delay_s: float = Field(
+        60.0, gt=0, description="First model load: the longest delay between retries (exponential backoff with jitter).")
     runtime: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Network engine: auto = the model's int8 ONNX file with onnxruntime when present, else torch.")
     num_threads: int | None = Field(None, ge=1, description="Threads for one forward pass (default: the runtime's choice).")
@@ -99,6 +117,18 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"review thresholds must lie in [0, 1], got {bad}")
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f'not a rate limit: {value!r} (write e.g. "600/minute" or "20/second;600/minute")') from exc
+        return value.strip()
 
     @property
     def auth_enabled(self) -> bool:

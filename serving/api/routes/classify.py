@@ -31,7 +31,14 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.responses import Response
 
 from serving.api import explain
-from serving.api.deps import PredictorDep, SettingsDep, require_api_key, require_json
+from serving.api.deps import (
+    PredictorDep,
+    SettingsDep,
+    ShedFirstRoute,
+    enforce_rate_limit,
+    require_api_key,
+    require_json,
+)
 from serving.api.errors import ErrorDetail, PostsInvalid, TooManyPosts, responses
 from serving.api.predictor import model_ref
 from serving.api.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, ClassifyResponse, is_blank
@@ -40,7 +47,7 @@ from serving.pii import personal_data_kinds
 
 log = logging.getLogger("frontline.serving")
 
-router = APIRouter(prefix="/v1", tags=["classify"])
+router = APIRouter(prefix="/v1", tags=["classify"], route_class=ShedFirstRoute)  # overload: 429 before parsing
 
 DESCRIPTION = """Label posts with urgency, issue type and the channels the customer already tried.
 
@@ -58,6 +65,10 @@ exactly those posts and resend. More than max_posts posts is a 413.
 characters of English). With `"truncate": true` (the default) a longer post is classified on its first
 max_tokens tokens and its result says `"truncated": true`; with `"truncate": false` it is refused (422).
 Every result gives `tokens`, how many tokens the model read.
+
+**Fast answer or fast refusal (429).** A call whose expected wait for an answer exceeds the service's
+queue deadline is refused at once with `overloaded`, and a call over its API key's rate limit with
+`rate_limited`; both carry `Retry-After` (seconds).
 
 **Review.** `needs_review` is true when `review_reasons` is not empty: a head whose confidence is under
 the threshold at which, out-of-fold, the posts kept were right `review_accuracy` of the time (see
@@ -110,7 +121,8 @@ def _invalid(found: list[ErrorDetail], n: int) -> PostsInvalid:
 
 
 @router.post("/classify", response_model=ClassifyResponse, summary="Classify posts",
-             description=DESCRIPTION, dependencies=[Depends(require_api_key), Depends(require_json)],
+             description=DESCRIPTION, dependencies=[Depends(require_api_key), Depends(require_json),
+                                                     Depends(enforce_rate_limit)],
              responses=responses(400, 401, 413, 415, 422, 429, 500, 503))
 async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
                    predictor: PredictorDep, settings: SettingsDep) -> Response:

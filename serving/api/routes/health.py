@@ -1,11 +1,14 @@
 """Liveness and readiness probes (no API key: load balancers and Kubernetes call them).
 
 Why two: ``live`` says the process answers (restart it if not); ``ready`` says a model is loaded (send
-traffic only then). A failed model load keeps the process alive and not ready, with the reason, so a
-reload can fix it without a restart loop.
+traffic only then). A failed model load keeps the process alive and not ready, with the reason, the
+attempts made and when the next comes (the first load is retried with backoff, ``first_load.py``), so a
+store that answers late or a reload fixes it without a restart loop.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -25,9 +28,15 @@ async def live() -> Live:
 
 @router.get("/ready", response_model=Ready, summary="A model is loaded and serving",
             responses={200: {"description": "A model is loaded."},
-                       503: {"model": Ready, "description": "No model yet: loading, or loading failed (see error)."}})
+                       503: {"model": Ready, "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                             "description": "No model yet: `loading` (an attempt is running), `retrying` (an attempt "
+                                            "failed, see `reason`; the next comes in `next_retry_in_s`) or `failed` "
+                                            "(the attempts are spent; a reload can still load it)."}})
 async def ready(predictor: PredictorDep):
     if predictor.ready:
         return Ready(status="ready", model=model_ref(predictor.current))
-    body = Ready(status="loading" if predictor.loading else "failed", error=predictor.load_error)
-    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
+    state = predictor.first_load.readiness()
+    body = Ready(**state)
+    wait = state["next_retry_in_s"]
+    return JSONResponse(body.model_dump(), status_code=503,
+                        headers={"Retry-After": str(max(1, math.ceil(wait)) if wait is not None else 5)})

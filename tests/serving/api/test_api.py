@@ -247,7 +247,8 @@ def test_settings_from_environment(monkeypatch):
 def test_model_not_loaded_503_then_reload_makes_ready(tiny_model, tmp_path):
     with TestClient(create_app(settings(str(tmp_path / "no-such-bundle")))) as c:
         r = c.get("/health/ready")
-        assert r.status_code == 503 and r.json()["status"] == "failed" and r.json()["error"]
+        assert r.status_code == 503 and r.json()["status"] in ("loading", "retrying") and r.json()["error"]
+        assert r.json()["reason"].startswith("load_failed: ") and r.json()["attempts"] >= 1
         assert c.get("/health/live").status_code == 200
         err = _error(c.post("/v1/classify", json={"text": "hi"}, headers=AUTH), 503, "model_unavailable")
         assert "loading failed" in err["message"]
