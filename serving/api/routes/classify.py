@@ -125,7 +125,7 @@ def _invalid(found: list[ErrorDetail], n: int) -> PostsInvalid:
                                                      Depends(enforce_rate_limit)],
              responses=responses(400, 401, 413, 415, 422, 429, 500, 503))
 async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
-                   predictor: PredictorDep, settings: SettingsDep) -> Response:
+                   predictor: PredictorDep, settings: SettingsDep, response: Response) -> Response:
     posts = body.as_posts()
     if len(posts) > settings.max_posts:
         raise TooManyPosts(f"{len(posts)} posts in one call; the limit is {settings.max_posts}. Split the batch.",
@@ -169,4 +169,7 @@ async def classify(body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSI
         for (pid, text, _), r in zip(posts, out):
             log.info("post %s: %r -> urgency=%s issue_type=%s channels=%s", pid, text, r["urgency"]["label"],
                      r["issue_type"]["label"], r["prior_channels"]["channels"])
-    return Response(orjson.dumps({"model": model_ref(model), "results": out}), media_type="application/json")
+    # headers the dependencies set (RateLimit-*) live on `response`; the body is serialised once, here
+    extra = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return Response(orjson.dumps({"model": model_ref(model), "results": out}), media_type="application/json",
+                    headers=extra)
