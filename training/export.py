@@ -1,18 +1,24 @@
-"""Export to the inference runtime: ONNX (legacy ``torch.onnx.export``) and int8 dynamic quantisation.
+"""Export to the inference runtime: ONNX (legacy ``torch.onnx.export``), fused, then int8 dynamic quantisation.
 
 On 2 CPU cores onnxruntime runs the network faster than torch and loads without importing torch; int8
 weights make it faster still, but quantisation changes numbers, and on this fine-tuned MiniLM plain
 per-tensor int8 changed about 8% of urgency decisions on validation. So the int8 model is built to a
 parity bar, measured on decisions (blend, offsets and thresholds applied), not raw scores:
 
-1. quantise every encoder matmul (per-channel weights; the three small heads stay fp32);
+0. export with eager attention (the SDPA export of transformers 5 hides the attention pattern behind NaN
+   guards) and run onnxruntime's transformer optimiser (``model_type="bert"``): embeddings + LayerNorm,
+   each layer's attention (one ``Attention`` op), bias + GELU and residual + LayerNorm become fused ops.
+   onnxruntime fuses most of this itself at session start on an fp32 graph, but not on a quantised one:
+   fusing first lets the quantiser emit ``QAttention`` (int8 Q/K/V projection inside the fused op);
+1. quantise every encoder matmul and attention (per-channel weights; the small heads stay fp32);
 2. if agreement with torch is under ``PARITY_MIN["int8"]`` on any head, rank the feed-forward blocks by
    how much keeping each one in fp32 helps (their GELU outputs carry the outliers int8 handles worst) and
    keep blocks in fp32, most sensitive first, until the bar is met;
-3. if even that fails, ship the fp32 ONNX model (exact parity, still torch-free).
+3. if even that fails, ship the fused fp32 ONNX model (exact parity, still torch-free).
 
 The choice is made on the validation split; agreement on the test split is reported beside it as the
 figure nobody tuned on. All of it is logged to MLflow (``parity_*``) and written into ``frontline.json``.
+Static (calibrated QDQ) int8 was measured too and not kept: see bench/RESULTS.md, "Network".
 """
 
 from __future__ import annotations
@@ -44,17 +50,41 @@ class _Probabilities(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: Path, opset: int = 17) -> Path:
+    """The fp32 graph, with eager attention (what the optimiser recognises); the model is left as found."""
     model = model.eval().cpu()
     ids = torch.ones((2, 16), dtype=torch.long)
     mask = torch.ones((2, 16), dtype=torch.long)
     dyn = {0: "batch", 1: "tokens"}
     names = output_names(model)
-    torch.onnx.export(
-        _Probabilities(model), (ids, mask), str(path), dynamo=False, opset_version=opset,
-        input_names=["input_ids", "attention_mask"], output_names=names,
-        dynamic_axes={"input_ids": dyn, "attention_mask": dyn, **{h: {0: "batch"} for h in names}},
-    )
+    encoder = model.encoder
+    attn = getattr(encoder.config, "_attn_implementation", None)
+    if attn not in (None, "eager") and hasattr(encoder, "set_attn_implementation"):
+        encoder.set_attn_implementation("eager")
+    try:
+        # .eval() on the wrapper too: export restores the wrapper's training flag on every submodule after
+        # tracing, and a fresh nn.Module is in training mode (dropout on) — that left the model in train mode
+        torch.onnx.export(
+            _Probabilities(model).eval(), (ids, mask), str(path), dynamo=False, opset_version=opset,
+            input_names=["input_ids", "attention_mask"], output_names=names,
+            dynamic_axes={"input_ids": dyn, "attention_mask": dyn, **{h: {0: "batch"} for h in names}},
+        )
+    finally:
+        if attn not in (None, "eager") and hasattr(encoder, "set_attn_implementation"):
+            encoder.set_attn_implementation(attn)
     return path
+
+
+def optimise(src: Path, dst: Path, num_heads: int, hidden_size: int) -> tuple[Path, dict[str, int]]:
+    """onnxruntime's transformer optimiser (BERT fusions) on the fp32 graph; returns the fused-op counts.
+
+    ``opt_level=0``: only the offline fusions, no hardware-specific rewrites baked into the file (the
+    session still applies its own at load, on whatever CPU serves it)."""
+    from onnxruntime.transformers import optimizer
+
+    fused = optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                     opt_level=0, use_gpu=False)
+    fused.save_model_to_file(str(dst))
+    return dst, {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
 
 
 def matmul_groups(path: Path) -> tuple[list[str], dict[int, list[str]]]:
@@ -71,10 +101,14 @@ def matmul_groups(path: Path) -> tuple[list[str], dict[int, list[str]]]:
 
 
 def quantize_int8(src: Path, dst: Path, keep_fp32: list[str] | None = None) -> Path:
+    """Dynamic int8 (weights per channel, activations per call). ``DefaultTensorType``: shape inference
+    cannot type the outputs of the fused com.microsoft ops; they are float."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     nodes_to_exclude=keep_fp32 or [])
+                     nodes_to_exclude=keep_fp32 or [],
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
 
@@ -120,7 +154,9 @@ def export_bundle_runtime(bundle_dir: Path, model: nn.Module, val_texts: list[st
     val = _Judge(torch_p, val_texts, policy, val_lexical)
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
+        cfg = model.encoder.config
+        fp32, fused_ops = optimise(export_onnx(model, Path(tmp) / "raw.onnx"), Path(tmp) / "fp32.onnx",
+                                   cfg.num_attention_heads, cfg.hidden_size)
         heads, ffn = matmul_groups(fp32)
 
         tried: dict[tuple[int, ...], tuple[Path, dict[str, float]]] = {}
@@ -164,5 +200,5 @@ def export_bundle_runtime(bundle_dir: Path, model: nn.Module, val_texts: list[st
         out["parity_onnx_fp32_ffn_layers"] = float(len(keep) if precision != "fp32" else len(ffn))
         out["onnx_mb"] = chosen.stat().st_size / 1e6
     runtime = {"file": ONNX_FILE, "precision": precision, "fp32_ffn_layers": keep if precision != "fp32" else sorted(ffn),
-               "parity_min": PARITY_MIN, "validation_agreement": final}
+               "parity_min": PARITY_MIN, "validation_agreement": final, "fused_ops": fused_ops}
     return out, runtime

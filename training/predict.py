@@ -7,6 +7,8 @@ depends on code or settings drifting on the server:
     model.safetensors   encoder + heads weights
     tokenizer/          the tokenizer files
     lexical.joblib      the TF-IDF half of the model (absent when the run did not fuse it)
+    lexical.npz         the same half as plain arrays (``training.lexical.CompiledLexical``): what inference
+                        loads, without importing sklearn (~130 MB of a serving process)
     model.onnx          the encoder + heads for onnxruntime: int8 dynamic quantisation where it keeps
                         decisions within the parity bar, fp32 blocks where it does not (training.export)
 
@@ -34,6 +36,7 @@ from training.schema import HEADS, OUTPUTS, REVIEW_REASONS, SCHEMA, LabelSchema
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
 LEXICAL_FILE = "lexical.joblib"
+LEXICAL_ARRAYS_FILE = "lexical.npz"
 ONNX_FILE = "model.onnx"
 RUNTIMES = ("auto", "onnx", "torch")
 
@@ -50,6 +53,9 @@ def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: Nor
         import joblib
 
         joblib.dump(lexical, path / LEXICAL_FILE)
+        compiled = lexical.compiled()
+        if compiled is not None:
+            compiled.save(path / LEXICAL_ARRAYS_FILE)
     meta = {
         "format": 1,
         "base": base,
@@ -174,11 +180,7 @@ class Predictor:
         else:
             self.backend = TorchBackend(self.path, meta, self.schema, num_threads)
         self.runtime = self.backend.name
-        self.lexical = None
-        if (self.path / LEXICAL_FILE).exists():
-            import joblib
-
-            self.lexical = joblib.load(self.path / LEXICAL_FILE)
+        self.lexical = load_lexical(self.path)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch([normalise(t, self.normaliser) for t in texts])]
@@ -244,6 +246,22 @@ class Predictor:
         if not texts:
             return []
         return self.results(self.probabilities(texts), review_thresholds, policy)
+
+
+def load_lexical(path: Path):
+    """The bundle's lexical half for inference: the plain arrays when the bundle has them (no sklearn
+    import), else the pickled sklearn model (bundles saved before them), compiled when it can be; None
+    when the model has no lexical half."""
+    from training.lexical import CompiledLexical
+
+    if (path / LEXICAL_ARRAYS_FILE).exists():
+        return CompiledLexical.load(path / LEXICAL_ARRAYS_FILE)
+    if (path / LEXICAL_FILE).exists():
+        import joblib
+
+        model = joblib.load(path / LEXICAL_FILE)
+        return model.compiled() or model
+    return None
 
 
 def _has(module: str) -> bool:

@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from training.predict import BUNDLE_FILE, LEXICAL_FILE, ONNX_FILE
+from training.predict import BUNDLE_FILE, LEXICAL_ARRAYS_FILE, LEXICAL_FILE, ONNX_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE_DIR = ROOT / "models" / "release"
@@ -103,7 +103,7 @@ def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = ""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    for name in (BUNDLE_FILE, ONNX_FILE, LEXICAL_FILE):
+    for name in (BUNDLE_FILE, ONNX_FILE, LEXICAL_FILE, LEXICAL_ARRAYS_FILE):
         if (bundle_dir / name).exists():
             shutil.copy2(bundle_dir / name, out_dir / name)
     shutil.copytree(bundle_dir / "tokenizer", out_dir / "tokenizer")
