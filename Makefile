@@ -49,6 +49,8 @@ test: install system-deps
 checklist: install
 	$(BIN)/python -m pytest -q -m checklist
 
+# ~15 min on 2 cores. FP32_BUNDLE=dir (a bundle with model.safetensors) adds the export steps to bench/network.py
 bench: install
+	$(BIN)/python bench/network.py $(if $(FP32_BUNDLE),--bundle $(FP32_BUNDLE))
 	$(BIN)/python bench/label.py
 	$(BIN)/python bench/serve.py

@@ -74,3 +74,37 @@ def test_onnx_runtime_does_not_import_torch(tiny_model, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     runtime, torch_loaded, transformers_loaded, label = out.stdout.split()
     assert (runtime, torch_loaded, transformers_loaded) == ("onnx", "False", "False")
+
+
+def test_export_fuses_the_encoder_and_leaves_the_model_in_eval_mode(tiny_model, tmp_path):
+    from training.export import optimise
+
+    torch_p = Predictor(tiny_model.bundle_dir, runtime="torch")
+    ref = torch_p.encoder_probabilities(TEXTS)
+    model = torch_p.backend.model
+    cfg = model.encoder.config
+    attn = cfg._attn_implementation
+    raw = export_onnx(model, tmp_path / "raw.onnx")
+    assert not any(m.training for m in model.modules())  # export restores a mode: it must be eval
+    assert cfg._attn_implementation == attn
+    fused, ops = optimise(raw, tmp_path / "fused.onnx", cfg.num_attention_heads, cfg.hidden_size)
+    assert ops.get("Attention") == cfg.num_hidden_layers and ops.get("SkipLayerNormalization")
+    torch_p.backend = OnnxBackend(fused, 1)
+    got = torch_p.encoder_probabilities(TEXTS)
+    for h in HEADS:
+        np.testing.assert_allclose(got[h], ref[h], atol=1e-4)
+
+
+def test_the_release_runs_fused_int8_within_the_bar():
+    import json
+
+    import onnx
+
+    from training.export import PARITY_MIN
+    from training.release import RELEASE_DIR
+
+    runtime = json.loads((RELEASE_DIR / "frontline.json").read_text())["runtime"]
+    ops = {n.op_type for n in onnx.load(str(RELEASE_DIR / ONNX_FILE)).graph.node}
+    assert runtime["precision"].startswith("int8") and min(runtime["validation_agreement"].values()) >= PARITY_MIN["int8"]
+    if runtime.get("fused_ops"):
+        assert {"QAttention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= ops
