@@ -113,7 +113,7 @@ class OnnxBackend:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = num_threads or min(4, os.cpu_count() or 1)
+        opts.intra_op_num_threads = num_threads or min(4, physical_cores())
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if shared_cpu:
@@ -124,6 +124,38 @@ class OnnxBackend:
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(None, {"input_ids": ids, "attention_mask": mask}))
+
+
+def physical_cores() -> int:
+    """Cores this process may really use: the CPUs in its affinity mask (a container's cpuset), at most its
+    cgroup CPU quota, counting two hyperthreads of one core once. ``os.cpu_count()`` is none of these: in a
+    2-CPU container on a 64-core host it says 64, and on a cloud VM whose 2 vCPUs are the two hyperthreads
+    of one core it says 2 — two intra-op threads then share one core's int8 units and lose to one."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    try:
+        proc = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (x.strip() for x in line.partition(":"))
+            if key == "processor":
+                proc, phys = int(value), "0"
+            elif key == "physical id":
+                phys = value
+            elif key == "core id" and proc in cpus:
+                cores.add((phys, value))
+    except (OSError, ValueError):
+        pass
+    n = len(cores) or len(cpus)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
 
 
 def load_tokenizer_file(path: Path, max_length: int):

@@ -108,3 +108,12 @@ def test_the_release_runs_fused_int8_within_the_bar():
     assert runtime["precision"].startswith("int8") and min(runtime["validation_agreement"].values()) >= PARITY_MIN["int8"]
     if runtime.get("fused_ops"):
         assert {"QAttention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= ops
+
+
+def test_default_threads_never_exceed_the_cores_this_process_may_use():
+    import os
+
+    from training.predict import physical_cores
+
+    n = physical_cores()
+    assert 1 <= n <= len(os.sched_getaffinity(0)) <= (os.cpu_count() or 1)
