@@ -84,7 +84,7 @@ def test_export_fuses_the_encoder_and_leaves_the_model_in_eval_mode(tiny_model, 
     model = torch_p.backend.model
     cfg = model.encoder.config
     attn = cfg._attn_implementation
-    raw = export_onnx(model, tmp_path / "raw.onnx")
+    raw = export_onnx(model, tmp_path / "raw.onnx", eager_attention=True)
     assert not any(m.training for m in model.modules())  # export restores a mode: it must be eval
     assert cfg._attn_implementation == attn
     fused, ops = optimise(raw, tmp_path / "fused.onnx", cfg.num_attention_heads, cfg.hidden_size)
