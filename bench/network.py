@@ -69,7 +69,7 @@ def speed(paths: dict[str, Path], tokens: list[list[int]], pad_id: int, threads:
     return {k: (float(np.median(one[k])), float(np.median(many[k]))) for k in sessions}
 
 
-def variants(bundle: Path, tmp: Path, keep_layers: list[int]) -> tuple[dict[str, Path], dict]:
+def variants(bundle: Path, tmp: Path, runtime: dict) -> tuple[dict[str, Path], dict]:
     """The export steps, each an ONNX file: plain fp32, fused fp32, and int8 before and after fusion."""
     from training.export import export_onnx, matmul_groups, optimise, quantize_int8
     from training.predict import Predictor
@@ -81,15 +81,20 @@ def variants(bundle: Path, tmp: Path, keep_layers: list[int]) -> tuple[dict[str,
     fused, ops = optimise(eager, tmp / "fused.onnx", cfg.num_attention_heads, cfg.hidden_size)
     heads_raw, ffn_raw = matmul_groups(raw)
     heads, ffn = matmul_groups(fused)
-    keep = [n for k in keep_layers for n in ffn[k]]
-    keep_raw = [n for k in keep_layers for n in ffn_raw[k]]
+    layers = list(runtime.get("fp32_ffn_layers", []))
+    # the shipped choice: its fp32 matmuls (names are the same in both graphs), or its whole blocks
+    keep = runtime.get("fp32_matmuls") or [n for k in layers for n in ffn_raw[k]]
+    keep_raw = keep
+    keep_layers = [k for k in sorted(ffn_raw) if any(n in ffn_raw[k] for n in keep)]
+    blocks = [n for k in keep_layers for n in ffn_raw[k]]
     out = {
         "fp32, plain export": raw,
         "fp32, fused": fused,
         "int8 dynamic, unfused, every block": quantize_int8(raw, tmp / "q_raw.onnx", heads_raw),
-        f"int8 dynamic, unfused, FFN {keep_layers} fp32 (the shipped recipe, rebuilt)": quantize_int8(raw, tmp / "q_raw_keep.onnx", heads_raw + keep_raw),
+        f"int8 dynamic, unfused, FFN {keep_layers} fp32, whole block(s)": quantize_int8(raw, tmp / "q_raw_block.onnx", heads_raw + blocks),
+        f"int8 dynamic, unfused, {len(keep)} fp32 matmul(s) (the shipped recipe, rebuilt)": quantize_int8(raw, tmp / "q_raw_keep.onnx", heads_raw + keep_raw),
         "int8 dynamic, fused, every block": quantize_int8(fused, tmp / "q_fused.onnx", heads),
-        f"int8 dynamic, fused, FFN {keep_layers} fp32": quantize_int8(fused, tmp / "q_fused_keep.onnx", heads + keep),
+        f"int8 dynamic, fused, {len(keep)} fp32 matmul(s) as shipped": quantize_int8(fused, tmp / "q_fused_keep.onnx", heads + keep),
     }
     return out, ops
 
@@ -133,7 +138,7 @@ def main() -> None:
         agree, ops = {}, {}
         weights = args.bundle is not None and (args.bundle / "model.safetensors").exists()
         if weights:
-            built, ops = variants(args.bundle, Path(tmp), list(runtime.get("fp32_ffn_layers", [])))
+            built, ops = variants(args.bundle, Path(tmp), runtime)
             paths.update(built)
             print(f"built {len(built)} variants; parity on {len(texts)} posts ...", flush=True)
             agree = parity(args.bundle, texts, paths)
@@ -160,8 +165,8 @@ def main() -> None:
                          f"{f['shipped model.onnx'][1]:.0f} ms" for t, f in figures.items())
     thr = ("; ".join(f"{t} thread(s) {v:.2f}×" for t, v in
                      ((t, base[t][0] / base[1][0]) for t in figures if t != 1)) if len(figures) > 1 else "")
-    body = f"""Speed is a ratio to the shipped `models/release/model.onnx` (precision {runtime.get('precision')}, FFN
-blocks {runtime.get('fp32_ffn_layers')} in fp32) measured in this run, repetitions interleaved, median of
+    body = f"""Speed is a ratio to the shipped `models/release/model.onnx` (precision {runtime.get('precision')}, fp32
+matmuls {runtime.get('fp32_matmuls') or runtime.get('fp32_ffn_layers')}) measured in this run, repetitions interleaved, median of
 {args.reps}; > 1× is faster. Parity: share of {len(texts)} validation + test posts whose decision (policy and
 lexical blend applied) equals the torch fp32 model's{'' if agree else ' (not measured: no torch weights given)'}.
 Fused ops in the optimised graph: {json.dumps(ops) if ops else 'n/a'}.
