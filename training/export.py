@@ -150,6 +150,24 @@ class _Judge:
         return agreement(self.ref, self.probs(path), self.policy)
 
 
+def choose_fp32(ffn: dict[int, list[str]], score, passes) -> list[str]:
+    """The feed-forward matmuls to keep in fp32 (step 2 of the module doc). ``score(names)`` gives the
+    per-head agreement of the int8 model with those matmuls in fp32; ``passes(agreement)`` says whether it
+    meets the bar. Returns every feed-forward matmul when nothing short of that passes."""
+    if passes(score([])):
+        return []
+    gain = {k: min(score(ffn[k]).values()) for k in sorted(ffn)}
+    keep: list[str] = []
+    for k in sorted(ffn, key=lambda k: -gain[k]):
+        # the block's second matmul alone first: it reads the GELU output, whose outliers int8 handles
+        # worst, and costs half the block's fp32 time
+        for trial in ([n for n in ffn[k] if "/output/" in n][-1:], ffn[k]):
+            if trial and passes(score(keep + trial)):
+                return keep + trial
+        keep += ffn[k]
+    return keep
+
+
 def export_bundle_runtime(bundle_dir: Path, model: nn.Module, val_texts: list[str], y_val, policy: Policy,
                           val_lexical: dict | None = None, test_texts: list[str] | None = None,
                           test_lexical: dict | None = None, fuse: bool = FUSE) -> tuple[dict[str, float], dict]:
@@ -180,23 +198,8 @@ def export_bundle_runtime(bundle_dir: Path, model: nn.Module, val_texts: list[st
 
         passes = (lambda a: min(a.values()) >= PARITY_MIN["int8"])
         fp32_agree = val.agreement(fp32)
-        keep: list[str] = []
+        keep = choose_fp32(ffn, lambda names: attempt(names)[1], passes)
         path, agree = attempt(keep)
-        if not passes(agree):
-            gain = {k: min(attempt(ffn[k])[1].values()) for k in sorted(ffn)}
-            for k in sorted(ffn, key=lambda k: -gain[k]):
-                # the block's second matmul alone first: it reads the GELU output, whose outliers int8
-                # handles worst, and costs half the block's fp32 time
-                for trial in ([n for n in ffn[k] if "/output/" in n][-1:], ffn[k]):
-                    if trial:
-                        path, agree = attempt(keep + trial)
-                        if passes(agree):
-                            keep += trial
-                            break
-                else:
-                    keep += ffn[k]
-                    continue
-                break
         layers = sorted({k for k in ffn for n in keep if n in ffn[k]})
         precision = "int8" if not keep else "int8+fp32-ffn" if passes(agree) else "fp32"
         chosen = path if passes(agree) else fp32

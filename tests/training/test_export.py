@@ -117,3 +117,19 @@ def test_default_threads_never_exceed_the_cores_this_process_may_use():
 
     n = physical_cores()
     assert 1 <= n <= len(os.sched_getaffinity(0)) <= (os.cpu_count() or 1)
+
+
+def test_choose_fp32_keeps_the_fewest_sensitive_matmuls():
+    from training.export import choose_fp32
+
+    ffn = {k: [f"/l/layer.{k}/intermediate/dense/MatMul", f"/l/layer.{k}/output/dense/MatMul"] for k in range(3)}
+    # agreement rises with each fp32 matmul; layer 1's output matmul matters most
+    weight = {n: 0.001 for names in ffn.values() for n in names} | {ffn[1][1]: 0.02, ffn[1][0]: 0.004}
+
+    def score(names):
+        return {"urgency": 0.97 + sum(weight[n] for n in names), "issue_type": 0.999}
+
+    assert choose_fp32(ffn, score, lambda a: min(a.values()) >= 0.98) == [ffn[1][1]]  # half a block is enough
+    assert choose_fp32(ffn, score, lambda a: min(a.values()) >= 0.9935) == ffn[1]  # needs the whole block
+    assert choose_fp32(ffn, score, lambda a: min(a.values()) >= 0.96) == []  # plain int8 passes
+    assert sorted(choose_fp32(ffn, score, lambda a: False)) == sorted(n for v in ffn.values() for n in v)
