@@ -44,29 +44,30 @@ def session(path: Path, threads: int):
 
 
 def speed(paths: dict[str, Path], tokens: list[list[int]], pad_id: int, threads: int, reps: int) -> dict:
-    """Median ms per single post and per 64-post batch, per variant, repetitions interleaved."""
+    """Mean ms per single post and per 64-post batch, per variant. Interleaved call by call, in an order
+    that rotates, so a burst of load from other work hits every variant alike."""
     from training.predict import pad
 
     sessions = {k: session(p, threads) for k, p in paths.items()}
+    names = list(sessions)
     singles = [pad([t], pad_id) for t in tokens[:40]]
     rng = np.random.default_rng(0)
     batches = [pad([tokens[i] for i in rng.choice(len(tokens), 64, replace=False)], pad_id) for _ in range(2)]
-
-    def run(s, items):
-        t0 = time.perf_counter()
-        for ids, mask in items:
+    for s in sessions.values():  # warm-up
+        for ids, mask in singles[:3] + batches[:1]:
             s.run(None, {"input_ids": ids, "attention_mask": mask})
-        return (time.perf_counter() - t0) * 1000 / len(items)
-
-    for s in sessions.values():
-        run(s, singles[:5] + batches[:1])  # warm-up
-    one = {k: [] for k in sessions}
-    many = {k: [] for k in sessions}
+    total = {(k, kind): 0.0 for k in names for kind in ("one", "many")}
+    turn = 0
     for _ in range(reps):
-        for k, s in sessions.items():
-            one[k].append(run(s, singles))
-            many[k].append(run(s, batches))
-    return {k: (float(np.median(one[k])), float(np.median(many[k]))) for k in sessions}
+        for kind, items in (("one", singles), ("many", batches)):
+            for ids, mask in items:
+                turn += 1
+                for k in names[turn % len(names):] + names[: turn % len(names)]:
+                    t0 = time.perf_counter()
+                    sessions[k].run(None, {"input_ids": ids, "attention_mask": mask})
+                    total[k, kind] += time.perf_counter() - t0
+    return {k: (1000 * total[k, "one"] / (reps * len(singles)), 1000 * total[k, "many"] / (reps * len(batches)))
+            for k in names}
 
 
 def variants(bundle: Path, tmp: Path, runtime: dict) -> tuple[dict[str, Path], dict]:
@@ -118,7 +119,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, default=None, help="a bundle with torch weights (model.safetensors)")
     ap.add_argument("--posts", type=int, default=1000, help="posts for the parity figures (validation + test split)")
-    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per speed figure")
+    ap.add_argument("--reps", type=int, default=3, help="passes over the posts per speed figure")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -166,8 +167,8 @@ def main() -> None:
     thr = ("; ".join(f"{t} thread(s) {v:.2f}×" for t, v in
                      ((t, base[t][0] / base[1][0]) for t in figures if t != 1)) if len(figures) > 1 else "")
     body = f"""Speed is a ratio to the shipped `models/release/model.onnx` (precision {runtime.get('precision')}, fp32
-matmuls {runtime.get('fp32_matmuls') or runtime.get('fp32_ffn_layers')}) measured in this run, repetitions interleaved, median of
-{args.reps}; > 1× is faster. Parity: share of {len(texts)} validation + test posts whose decision (policy and
+matmuls {runtime.get('fp32_matmuls') or runtime.get('fp32_ffn_layers')}) measured in this run, interleaved over
+{args.reps} passes, call by call; > 1× is faster. Parity: share of {len(texts)} validation + test posts whose decision (policy and
 lexical blend applied) equals the torch fp32 model's{'' if agree else ' (not measured: no torch weights given)'}.
 Fused ops in the optimised graph: {json.dumps(ops) if ops else 'n/a'}.
 
