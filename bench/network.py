@@ -176,7 +176,8 @@ Fused ops in the optimised graph: {json.dumps(ops) if ops else 'n/a'}.
 
 The "shipped recipe, rebuilt" row is the shipped network built again: its distance from 1.00× is this run's
 noise. The shipped network itself (the reference row; absolute times move with the machine's load): {absolute}.
-Single post at one thread vs one per core, shipped network: {thr or 'one core only'} (> 1×: one thread is faster).
+Single post, time at one thread per core ÷ time at one thread, shipped network: {thr or 'one core only'} (< 1×: more
+threads are faster; the two settings run one after the other, not interleaved, so this one is indicative only).
 Measured in {time.perf_counter() - started:.0f} s.
 """
     print(body)
