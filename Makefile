@@ -59,6 +59,8 @@ test: install-dev system-deps
 checklist: install-dev
 	$(BIN)/python -m pytest -q -m checklist
 
+# ~15 min on 2 cores. FP32_BUNDLE=dir (a bundle with model.safetensors) adds the export steps to bench/network.py
 bench: install-dev
+	$(BIN)/python bench/network.py $(if $(FP32_BUNDLE),--bundle $(FP32_BUNDLE))
 	$(BIN)/python bench/label.py
 	$(BIN)/python bench/serve.py

@@ -13,17 +13,38 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
+# the flags that decide which int8/fp32 kernels onnxruntime's MLAS picks (AVX2 vs AVX-512, VNNI, AMX)
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+
+
+def cpu() -> tuple[str, list[str]]:
+    """CPU model name (with vendor, family and model numbers) and its kernel-relevant flags."""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+            if ":" in line:
+                k, v = (x.strip() for x in line.split(":", 1))
+                info.setdefault(k, v)
+            elif info:
                 break
     except OSError:
         pass
+    name = info.get("model name", "unknown CPU")
+    ident = f"{info.get('vendor_id', '?')} family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+    flags = set(info.get("flags", "").split())
+    return f"{name}, {ident}", [f for f in KERNEL_FLAGS if f in flags]
+
+
+def machine() -> str:
+    name, flags = cpu()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    try:
+        load = "load average %.1f" % os.getloadavg()[0]
+    except OSError:
+        load = "load unknown"
+    return (f"{os.cpu_count()} CPU cores ({name}; int8/fp32 kernel flags: {' '.join(flags) or 'none'}), "
+            f"{mem:.0f} GiB RAM, {load} at start, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -120,12 +120,13 @@ def main() -> None:
     body = f"""Model `{args.model}` (frontline runtime: {runtime}). A {args.rows:,}-row CSV export built from the shipped
 texts; wall time includes process start and model load for both.
 
-| measure | frontline label | transformers pipeline loop (1 head, fp32) | target |
-|---|---:|---:|---|
-| rows | {summary['labelled']:,} | {peer['rows']:,} | |
-| posts/s | {ours_rate:.0f} | {peer_rate:.0f} | ≥ 300 |
-| peak RSS (MB) | {ours_rss:.0f} | {peer_rss:.0f} | < 1,500 for 1M rows |
-| speed ratio | {ours_rate / peer_rate:.2f}× | 1× | |
+| measure | frontline label | transformers pipeline loop (1 head, fp32) | frontline advantage | target |
+|---|---:|---:|---:|---|
+| rows | {summary['labelled']:,} | {peer['rows']:,} | | |
+| posts/s | {ours_rate:.0f} | {peer_rate:.0f} | {ours_rate / peer_rate:.2f}× | ≥ 8× peer |
+| peak RSS (MB) | {ours_rss:.0f} | {peer_rss:.0f} | {peer_rss / ours_rss:.2f}× | < 1,500 for 1M rows |
+
+Absolute rates move with the machine and its load; the ratios are the figures to compare across runs.
 """
     print(body)
     write_section("Batch labelling: frontline label vs a transformers pipeline loop", body)

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, percentile, tree_rss_mb, write_section  # noqa: E402
 
 API_KEY = "bench-key"
-TARGETS = {"p50_ms_c8": 15.0, "p99_ms_c8": 50.0, "startup_s": 3.0, "rss_mb": 400.0, "throughput_ratio": 3.0}
 
 
 def texts(n: int, seed: int = 0) -> list[str]:
@@ -181,20 +180,21 @@ def main() -> None:
     if args.no_peer:
         return
     ours, peer = results["frontline"], results["mlflow models serve"]
-    ratio = ours["throughput_posts_s"] / peer["throughput_posts_s"]
-    rows = [
-        ("startup to ready (s)", "startup_s", "≤ 3"),
-        ("single post p50, concurrency 1 (ms)", "p50_ms_c1", ""),
-        ("single post p99, concurrency 1 (ms)", "p99_ms_c1", ""),
-        ("single post p50, concurrency 8 (ms)", "p50_ms_c8", "≤ 15"),
-        ("single post p99, concurrency 8 (ms)", "p99_ms_c8", "≤ 50"),
-        ("throughput, 64-post calls (posts/s)", "throughput_posts_s", "≥ 3× peer"),
-        ("RSS after load (MB)", "rss_mb", "≤ 400"),
+    rows = [  # (label, key, target, higher is better)
+        ("startup to ready (s)", "startup_s", "≤ 3", False),
+        ("single post p50, concurrency 1 (ms)", "p50_ms_c1", "", False),
+        ("single post p99, concurrency 1 (ms)", "p99_ms_c1", "", False),
+        ("single post p50, concurrency 8 (ms)", "p50_ms_c8", "≤ 15", False),
+        ("single post p99, concurrency 8 (ms)", "p99_ms_c8", "≤ 40", False),
+        ("throughput, 64-post calls (posts/s)", "throughput_posts_s", "≥ 3× peer", True),
+        ("RSS after load (MB)", "rss_mb", "≤ 350", False),
     ]
-    lines = ["| measure | frontline | mlflow models serve | target |", "|---|---:|---:|---|"]
-    for label, key, target in rows:
-        lines.append(f"| {label} | {ours[key]:.1f} | {peer[key]:.1f} | {target} |")
-    lines.append(f"| throughput ratio frontline / mlflow | {ratio:.2f}× | | ≥ 3× |")
+    # every figure also as a ratio to the peer measured in this run (> 1×: frontline is better), the figure
+    # that survives a busy or different machine
+    lines = ["| measure | frontline | mlflow models serve | frontline advantage | target |", "|---|---:|---:|---:|---|"]
+    for label, key, target, higher in rows:
+        adv = ours[key] / peer[key] if higher else peer[key] / ours[key]
+        lines.append(f"| {label} | {ours[key]:.1f} | {peer[key]:.1f} | {adv:.2f}× | {target} |")
     body = (f"Model `{args.model}`; {args.requests} single-post calls at concurrency 8 (half as many at 1), "
             f"{args.batches} calls of 64 posts at concurrency 2, after 50 warm-up calls; one worker each; "
             "client and server share the machine.\n\n" + "\n".join(lines))

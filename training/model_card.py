@@ -115,9 +115,10 @@ def model_card(meta: dict, source: str) -> str:
     rt = meta.get("runtime")
     if rt:
         agree = ", ".join(f"{h} {100 * m.get(f'parity_onnx_test_{h}_agreement', float('nan')):.1f}%" for h in HEADS)
-        runtime = (f"; shipped as ONNX for onnxruntime (precision {rt.get('precision')}, feed-forward blocks kept in "
-                   f"fp32: {rt.get('fp32_ffn_layers')}; its decisions agree with the torch model's on the test split "
-                   f"for {agree})")
+        kept = (f"matrix products kept in fp32: {', '.join(n.strip('/').removeprefix('model/encoder/') for n in rt['fp32_matmuls'])}"
+                if rt.get("fp32_matmuls") else f"feed-forward blocks kept in fp32: {rt.get('fp32_ffn_layers')}")
+        runtime = (f"; shipped as ONNX for onnxruntime (precision {rt.get('precision')}, {kept}; its decisions agree "
+                   f"with the torch model's on the test split for {agree})")
     else:
         runtime = "; torch weights only (no ONNX network)"
     cv = _cv_rows(m)

@@ -7,6 +7,8 @@ depends on code or settings drifting on the server:
     model.safetensors   encoder + heads weights
     tokenizer/          the tokenizer files
     lexical.joblib      the TF-IDF half of the model (absent when the run did not fuse it)
+    lexical.npz         the same half as plain arrays (``training.lexical.CompiledLexical``): what inference
+                        loads, without importing sklearn (~130 MB of a serving process)
     model.onnx          the encoder + heads for onnxruntime: int8 dynamic quantisation where it keeps
                         decisions within the parity bar, fp32 blocks where it does not (training.export)
 
@@ -34,6 +36,7 @@ from training.schema import HEADS, OUTPUTS, POLICY_REVIEW_REASONS, SCHEMA, Label
 BUNDLE_FILE = "frontline.json"
 WEIGHTS_FILE = "model.safetensors"
 LEXICAL_FILE = "lexical.joblib"
+LEXICAL_ARRAYS_FILE = "lexical.npz"
 ONNX_FILE = "model.onnx"
 RUNTIMES = ("auto", "onnx", "torch")
 # Besides one probability array per model output, ``Predictor.probabilities`` returns these two per-post
@@ -72,6 +75,9 @@ def save_bundle(path: Path, model, tokenizer, policy: Policy, *, normaliser: Nor
         import joblib
 
         joblib.dump(lexical, path / LEXICAL_FILE)
+        compiled = lexical.compiled()
+        if compiled is not None:
+            compiled.save(path / LEXICAL_ARRAYS_FILE)
     meta = {
         "format": 1,
         "base": base,
@@ -129,7 +135,7 @@ class OnnxBackend:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = num_threads or min(4, os.cpu_count() or 1)
+        opts.intra_op_num_threads = num_threads or min(4, physical_cores())
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if shared_cpu:
@@ -140,6 +146,38 @@ class OnnxBackend:
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.session.run(None, {"input_ids": ids, "attention_mask": mask}))
+
+
+def physical_cores() -> int:
+    """Cores this process may really use: the CPUs in its affinity mask (a container's cpuset), at most its
+    cgroup CPU quota, counting two hyperthreads of one core once. ``os.cpu_count()`` is none of these: in a
+    2-CPU container on a 64-core host it says 64, and on a cloud VM whose 2 vCPUs are the two hyperthreads
+    of one core it says 2 — two intra-op threads then share one core's int8 units and lose to one."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    try:
+        proc = None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (x.strip() for x in line.partition(":"))
+            if key == "processor":
+                proc, phys = int(value), "0"
+            elif key == "physical id":
+                phys = value
+            elif key == "core id" and proc in cpus:
+                cores.add((phys, value))
+    except (OSError, ValueError):
+        pass
+    n = len(cores) or len(cpus)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
 
 
 def load_tokenizer_file(path: Path, max_length: int):
@@ -198,11 +236,7 @@ class Predictor:
         else:
             self.backend = TorchBackend(self.path, meta, self.schema, num_threads)
         self.runtime = self.backend.name
-        self.lexical = None
-        if (self.path / LEXICAL_FILE).exists():
-            import joblib
-
-            self.lexical = joblib.load(self.path / LEXICAL_FILE)
+        self.lexical = load_lexical(self.path)
 
     def encodings(self, texts: list[str]) -> list:
         """Normalised, tokenised and truncated to the window (``tokenizers.Encoding`` per text)."""
@@ -297,6 +331,22 @@ def bundle_runtime(bundle_dir: Path | str) -> str:
     """The network runtime a bundle is meant to run on: ``onnx`` when it carries ``model.onnx`` (a release
     carries nothing else), else ``torch``. The logged MLflow model loads this one and lists its packages."""
     return "onnx" if (Path(bundle_dir) / ONNX_FILE).exists() else "torch"
+
+
+def load_lexical(path: Path):
+    """The bundle's lexical half for inference: the plain arrays when the bundle has them (no sklearn
+    import), else the pickled sklearn model (bundles saved before them), compiled when it can be; None
+    when the model has no lexical half."""
+    from training.lexical import CompiledLexical
+
+    if (path / LEXICAL_ARRAYS_FILE).exists():
+        return CompiledLexical.load(path / LEXICAL_ARRAYS_FILE)
+    if (path / LEXICAL_FILE).exists():
+        import joblib
+
+        model = joblib.load(path / LEXICAL_FILE)
+        return model.compiled() or model
+    return None
 
 
 def _has(module: str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from training import paths
 from training.model_card import CARD_NAME, HEADLINE, model_card  # noqa: F401 - the card lives there; re-exported
-from training.predict import BUNDLE_FILE, LEXICAL_FILE, ONNX_FILE
+from training.predict import BUNDLE_FILE, LEXICAL_ARRAYS_FILE, LEXICAL_FILE, ONNX_FILE
 
 RELEASE_DIR = paths.CHECKOUT / "models" / "release"  # where `frontline release` writes in a checkout
 
@@ -32,7 +32,7 @@ def make_release(bundle_dir: Path, out_dir: Path = RELEASE_DIR, source: str = ""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    for name in (BUNDLE_FILE, ONNX_FILE, LEXICAL_FILE):
+    for name in (BUNDLE_FILE, ONNX_FILE, LEXICAL_FILE, LEXICAL_ARRAYS_FILE):
         if (bundle_dir / name).exists():
             shutil.copy2(bundle_dir / name, out_dir / name)
     shutil.copytree(bundle_dir / "tokenizer", out_dir / "tokenizer")

@@ -74,3 +74,62 @@ def test_onnx_runtime_does_not_import_torch(tiny_model, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     runtime, torch_loaded, transformers_loaded, label = out.stdout.split()
     assert (runtime, torch_loaded, transformers_loaded) == ("onnx", "False", "False")
+
+
+def test_export_fuses_the_encoder_and_leaves_the_model_in_eval_mode(tiny_model, tmp_path):
+    from training.export import optimise
+
+    torch_p = Predictor(tiny_model.bundle_dir, runtime="torch")
+    ref = torch_p.encoder_probabilities(TEXTS)
+    model = torch_p.backend.model
+    cfg = model.encoder.config
+    attn = cfg._attn_implementation
+    raw = export_onnx(model, tmp_path / "raw.onnx", eager_attention=True)
+    assert not any(m.training for m in model.modules())  # export restores a mode: it must be eval
+    assert cfg._attn_implementation == attn
+    fused, ops = optimise(raw, tmp_path / "fused.onnx", cfg.num_attention_heads, cfg.hidden_size)
+    assert ops.get("Attention") == cfg.num_hidden_layers and ops.get("SkipLayerNormalization")
+    torch_p.backend = OnnxBackend(fused, 1)
+    got = torch_p.encoder_probabilities(TEXTS)
+    for h in HEADS:
+        np.testing.assert_allclose(got[h], ref[h], atol=1e-4)
+
+
+def test_the_release_runs_fused_int8_within_the_bar():
+    import json
+
+    import onnx
+
+    from training.export import PARITY_MIN
+    from training.release import RELEASE_DIR
+
+    runtime = json.loads((RELEASE_DIR / "frontline.json").read_text())["runtime"]
+    ops = {n.op_type for n in onnx.load(str(RELEASE_DIR / ONNX_FILE)).graph.node}
+    assert runtime["precision"].startswith("int8") and min(runtime["validation_agreement"].values()) >= PARITY_MIN["int8"]
+    if runtime.get("fused_ops"):
+        assert {"QAttention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= ops
+
+
+def test_default_threads_never_exceed_the_cores_this_process_may_use():
+    import os
+
+    from training.predict import physical_cores
+
+    n = physical_cores()
+    assert 1 <= n <= len(os.sched_getaffinity(0)) <= (os.cpu_count() or 1)
+
+
+def test_choose_fp32_keeps_the_fewest_sensitive_matmuls():
+    from training.export import choose_fp32
+
+    ffn = {k: [f"/l/layer.{k}/intermediate/dense/MatMul", f"/l/layer.{k}/output/dense/MatMul"] for k in range(3)}
+    # agreement rises with each fp32 matmul; layer 1's output matmul matters most
+    weight = {n: 0.001 for names in ffn.values() for n in names} | {ffn[1][1]: 0.02, ffn[1][0]: 0.004}
+
+    def score(names):
+        return {"urgency": 0.97 + sum(weight[n] for n in names), "issue_type": 0.999}
+
+    assert choose_fp32(ffn, score, lambda a: min(a.values()) >= 0.98) == [ffn[1][1]]  # half a block is enough
+    assert choose_fp32(ffn, score, lambda a: min(a.values()) >= 0.9935) == ffn[1]  # needs the whole block
+    assert choose_fp32(ffn, score, lambda a: min(a.values()) >= 0.96) == []  # plain int8 passes
+    assert sorted(choose_fp32(ffn, score, lambda a: False)) == sorted(n for v in ffn.values() for n in v)
