@@ -272,7 +272,7 @@ def check_row(rec: Record, cols: Columns) -> Outcome:
     text = out["text"]
     if text is None or not text.strip():
         return Outcome("reject", "empty text", ident, excerpt_of(vals))
-    out["id"] = ident if cols.id else str(rec.row)
+    out["id"] = ident if cols.id else (str(rec.row) if rec.row else None)  # row 0: an engine without numbers
     company = out.get("company")
     if company is None or not company.strip():  # no company column, or an empty cell: whom the post addresses
         out["company"] = company_from_text(text)

@@ -141,7 +141,7 @@ def parse_json_line(line: bytes, row: int | None, needed: list[str]) -> Record:
 
     Values keep their JSON types: the column rules, not this parser, decide that a number is not a text.
     """
-    if row == 1 and line.startswith(BOM):  # a BOM is an encoding mark, not part of the first object
+    if row in (1, None) and line.startswith(BOM):  # None: an engine that cannot number lines (Spark)  # a BOM is an encoding mark, not part of the first object
         line = line[len(BOM):]
     excerpt = line[:EXCERPT_CHARS].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
     try:
@@ -153,7 +153,7 @@ def parse_json_line(line: bytes, row: int | None, needed: list[str]) -> Record:
     except json.JSONDecodeError as e:
         return Record(row or 0, error=f"broken JSON: {e.msg} (column {e.colno})", excerpt=excerpt)
     if not isinstance(obj, dict):
-        return Record(row or 0, error=f"JSON line is a {type(obj).__name__}, not an object", excerpt=excerpt)
+        return Record(row or 0, error=f"not a JSON object: the line is a {type(obj).__name__}", excerpt=excerpt)
     return Record(row or 0, {n: obj.get(n) for n in needed})
 
 
