@@ -141,9 +141,10 @@ def parse_json_line(line: bytes, row: int | None, needed: list[str]) -> Record:
 
     Values keep their JSON types: the column rules, not this parser, decide that a number is not a text.
     """
-    if row in (1, None) and line.startswith(BOM):  # None: an engine that cannot number lines (Spark)  # a BOM is an encoding mark, not part of the first object
+    line = line.rstrip(b"\r\n")  # as Spark's line reader hands lines over: the same JSON error messages
+    if row in (1, None) and line.startswith(BOM):  # a BOM is an encoding mark; None: Spark cannot number lines
         line = line[len(BOM):]
-    excerpt = line[:EXCERPT_CHARS].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+    excerpt = line[:EXCERPT_CHARS].decode("utf-8", errors="backslashreplace")
     try:
         s = line.decode("utf-8")
     except UnicodeDecodeError as e:
