@@ -174,7 +174,8 @@ def as_text(v: Any) -> str | None:
         return _decode(v)
     if isinstance(v, str):
         return v
-    raise WrongType(f"a {json_kind(v)}, not a string")
+    kind = json_kind(v)
+    raise WrongType(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a string")
 
 
 def as_value(v: Any) -> str | None:

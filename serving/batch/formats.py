@@ -113,8 +113,10 @@ class _TolerantGzip(io.RawIOBase):
     def readinto(self, b) -> int:
         if self.damage:
             return 0
-        try:
-            return self._gz.readinto(b)
+        try:  # read1: at most one raw read, so data decompressed before the damage is returned, not dropped
+            data = self._gz.read1(min(len(b), 1 << 16))
+            b[: len(data)] = data
+            return len(data)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
             self.damage = f"{type(e).__name__}: {e}"
             return 0
@@ -205,11 +207,13 @@ class Source:
     def _read_header(self) -> list[str]:
         if self._parquet:
             return list(self._parquet.schema_arrow.names)
-        f, _, _ = _open_binary(self.path)
+        f, _, gz = _open_binary(self.path)
         try:
             if self.fmt == "csv":
                 first = f.readline().decode("utf-8-sig", errors="replace")
-                return next(csv.reader([first])) if first.strip() else []
+                header = next(csv.reader([first])) if first.strip() else []
+                self._unreadable(gz, header)
+                return header
             keys: dict[str, None] = {}
             for i, line in enumerate(f, 1):  # union of the keys of the first objects
                 if i > 1000:
@@ -220,9 +224,15 @@ class Source:
                     continue
                 if isinstance(obj, dict):
                     keys.update(dict.fromkeys(obj))
+            self._unreadable(gz, list(keys))
             return list(keys)
         finally:
             f.close()
+
+    def _unreadable(self, gz: _TolerantGzip | None, header: list[str]) -> None:
+        if gz is not None and gz.damage and not header:
+            raise LabelError(f"{self.path} ends early or is corrupt before its first row ({gz.damage}): "
+                             f"nothing in it can be read")
 
     def records(self, needed: list[str]) -> Iterator[Record]:
         if self.empty:

@@ -21,11 +21,11 @@ def _rec(**vals):
     return Record(7, {"id": "p7", "company": None, "created_at": None, **vals})
 
 
-@pytest.mark.parametrize("value, kind", [(42, "number"), (3.5, "number"), ({"a": 1}, "object"),
-                                         (["x"], "array"), (True, "boolean")])
+@pytest.mark.parametrize("value, kind", [(42, "a number"), (3.5, "a number"), ({"a": 1}, "an object"),
+                                         (["x"], "an array"), (True, "a boolean")])
 def test_text_that_is_not_a_string_is_rejected_with_its_type(value, kind):
     o = check_row(_rec(text=value), COLS)
-    assert o.status == "reject" and o.reason == f"wrong type: text is a {kind}, not a string"
+    assert o.status == "reject" and o.reason == f"wrong type: text is {kind}, not a string"
     assert o.id == "p7" and reason_key(o.reason) == "wrong type"
 
 
