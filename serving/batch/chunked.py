@@ -37,7 +37,7 @@ from training.predict import flatten
 
 log = logging.getLogger("frontline.batch")
 THROTTLE_ENV = "FRONTLINE_LABEL_THROTTLE_S"  # test hook: sleep this long after each chunk
-DEDUP_ENTRIES = 50_000  # texts remembered for duplicate reuse (~15 MB): retweets cluster in time
+DEDUP_ENTRIES = 20_000  # distinct texts remembered for duplicate reuse (~1 KB each): retweets cluster in time
 MULTILINE_ROWS_KEPT = 20  # row numbers of multi-line fields listed per chunk in the manifest
 
 
@@ -119,26 +119,37 @@ def prepare_chunk(records: list[Record], cols: Columns) -> tuple[dict[str, list]
 
 
 class LabelCache:
-    """Labels of recently seen texts (bounded LRU keyed by a 16-byte hash), so a duplicate is labelled once."""
+    """Labels of recently seen texts (bounded LRU keyed by a 16-byte hash), so a duplicate is labelled once.
+
+    A label is kept as a tuple of the flat values (the column names once, not per entry) to keep memory flat."""
 
     def __init__(self, entries: int = DEDUP_ENTRIES):
         self.entries = entries
-        self._d: OrderedDict[bytes, tuple[dict, bool]] = OrderedDict()
+        self._d: OrderedDict[bytes, tuple] = OrderedDict()
+        self._names: tuple[str, ...] | None = None
 
     @staticmethod
     def key(text: str) -> bytes:
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    def get(self, key: bytes):
+    def get(self, key: bytes) -> tuple[dict, bool] | None:
         hit = self._d.get(key)
-        if hit is not None:
-            self._d.move_to_end(key)
-        return hit
+        if hit is None:
+            return None
+        self._d.move_to_end(key)
+        *values, has_pii = hit
+        return dict(zip(self._names, values)), has_pii
 
     def put(self, key: bytes, value: tuple[dict, bool]) -> None:
-        self._d[key] = value
+        flat, has_pii = value
+        if self._names is None:
+            self._names = tuple(flat)
+        self._d[key] = (*(flat[n] for n in self._names), has_pii)
         if len(self._d) > self.entries:
             self._d.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._d)
 
 
 def label_columns(good: dict[str, list], cols: Columns, predictor, pii: Callable[[str], bool],
