@@ -7,6 +7,8 @@ import pytest
 
 from serving.batch.labelling import LabelCache, LabelOptions, run_label
 from tests.serving.batch.label_support import read_output, sample_posts, write_rows
+from training.predict import flat_columns
+from training.schema import SCHEMA
 
 
 def test_duplicates_are_labelled_once_and_fanned_out(tmp_path, tiny_predictor):
@@ -41,9 +43,10 @@ def test_duplicates_are_labelled_once_and_fanned_out(tmp_path, tiny_predictor):
                 assert g[k] == pytest.approx(v, abs=2e-3), k  # batch composition moves int8 scores a hair
             else:
                 assert g[k] == v, k
-    first = got[0]
-    for i in (4, 11, 17, 25):  # a fanned-out copy is its original's labels, with its own id
-        assert {k: v for k, v in got[i].items() if k != "id"} == {k: v for k, v in first.items() if k != "id"}
+    labels = [*flat_columns(SCHEMA), "contains_personal_data"]
+    for i in (4, 11, 17, 25):  # a fanned-out copy has its original's labels, and its own id, time and company
+        assert {k: got[i][k] for k in labels} == {k: got[0][k] for k in labels}
+        assert got[i]["id"] == posts[i]["id"] and got[i]["created_at"] == posts[i]["created_at"]
 
 
 def test_the_cache_is_bounded():
