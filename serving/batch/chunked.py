@@ -82,6 +82,7 @@ class ChunkResult:
     labelled: int = 0
     rejected: int = 0
     skipped_not_inbound: int = 0
+    truncated: int = 0  # posts longer than the model's window (its `truncated` column, when the model has one)
     reasons: dict[str, int] = field(default_factory=dict)
     multiline_fields: int = 0
     multiline_rows: list[int] = field(default_factory=list)  # the first few, for the warning
@@ -281,6 +282,7 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
             t0 = time.monotonic()
             good, rejects, res = prepare_chunk(records, cols)
             out, res.duplicates_reused = label_columns(good, cols, predictor, pii, cache)
+            res.truncated = sum(bool(v) for v in out.get("truncated", ()))
             table = pa.Table.from_pydict(out, schema=out_schema)
             res.seconds = round(time.monotonic() - t0, 3)
             manifest.write_chunk(index, out_fmt, lambda p: write_table(table, p, out_fmt), rejects, asdict(res))
@@ -323,7 +325,8 @@ def _summary(opts, source: Source, manifest: Manifest, cols: Columns, model_info
     reasons: Counter = Counter()
     multiline_rows: list[int] = []
     for _, c in sorted(manifest.chunks.items(), key=lambda kv: int(kv[0])):
-        for k in ("rows", "labelled", "rejected", "skipped_not_inbound", "multiline_fields", "duplicates_reused"):
+        for k in ("rows", "labelled", "rejected", "skipped_not_inbound", "truncated", "multiline_fields",
+                  "duplicates_reused"):
             totals[k] += c.get(k, 0)
         reasons.update(c.get("reasons", {}))
         multiline_rows += c.get("multiline_rows", [])
@@ -333,7 +336,7 @@ def _summary(opts, source: Source, manifest: Manifest, cols: Columns, model_info
         "in_format": in_fmt, "out_format": out_fmt,
         "rows_read": totals["rows"], "labelled": totals["labelled"], "rejected": totals["rejected"],
         "skipped_not_inbound": totals["skipped_not_inbound"], "blank_lines": source.blank_lines,
-        "reject_reasons": dict(reasons),
+        "truncated": totals["truncated"], "reject_reasons": dict(reasons),
         "multiline_fields": totals["multiline_fields"], "multiline_rows": multiline_rows[:MULTILINE_ROWS_KEPT],
         "duplicates_reused": totals["duplicates_reused"], "input_damaged": source.damage,
         "seconds": round(seconds, 3), "labelled_this_run": labelled_now,

@@ -69,7 +69,8 @@ def prepare_batches(batches: Iterator[pa.RecordBatch], *, cols: Columns, kind: s
         else:
             data = {n: batch.column(n).to_pylist() for n in needed}
             corrupt = batch.column(CORRUPT).to_pylist() if CORRUPT in batch.schema.names else [None] * batch.num_rows
-            spans = multiline_fields(batch.drop_columns([CORRUPT]) if CORRUPT in batch.schema.names else batch)
+            spans = (multiline_fields(batch.drop_columns([CORRUPT]) if CORRUPT in batch.schema.names else batch)
+                     if kind == "csv" else [0] * batch.num_rows)  # only a CSV field can span lines unseen
             recs = []
             for i in range(batch.num_rows):
                 if corrupt[i] is not None:
@@ -150,9 +151,10 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
     in_fmt = detect_format(opts.input, opts.in_format)
     out_fmt = detect_format(opts.output, opts.out_format)
     source = Source(opts.input, in_fmt)  # the header, read on the driver exactly as the local engine reads it
-    cols = opts.columns(source.header if not source.empty else ["text"])
+    header = source.header or ["text"]  # an empty file: an empty output, as the local engine writes
+    cols = opts.columns(header)
     spark = spark or get_spark(opts.master)
-    df, kind = _read(spark, str(opts.input.resolve()), in_fmt, source.header, cols)
+    df, kind = _read(spark, str(opts.input.resolve()), in_fmt, header, cols)
     from pyspark.sql.pandas.types import from_arrow_schema
 
     prepared = df.mapInArrow(partial(prepare_batches, cols=cols, kind=kind),
