@@ -251,6 +251,9 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
     if source.empty:  # 0 bytes or blank lines only: a valid empty output, as if it had a 'text' column
         log.warning("input %s is empty: writing an empty output", opts.input.name)
         cols = detect_columns(["text"], schema=schema)
+    elif not source.header:
+        raise LabelError(f"{opts.input.name} has no JSON object in its first lines, so no columns to read: "
+                         f"is it JSONL?")
     else:
         cols = opts.columns(source.header, schema)
     out_schema = output_schema(cols, schema)

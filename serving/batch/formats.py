@@ -192,8 +192,9 @@ class Source:
                 self._parquet = pq.ParquetFile(path)
             except (pa.ArrowException, OSError) as e:
                 raise LabelError(f"{path} is not a readable Parquet file ({e})") from e
+        self._has_data = True
         self.header = self._read_header()
-        self.empty = not self.header
+        self.empty = not self._has_data  # 0 bytes or blank lines only (a JSONL of broken lines is not empty)
         self.unit = "rows" if fmt == "parquet" else "bytes"
         self.total = self._parquet.metadata.num_rows if self._parquet else path.stat().st_size
         self._rows_seen = 0
@@ -212,12 +213,15 @@ class Source:
             if self.fmt == "csv":
                 first = f.readline().decode("utf-8-sig", errors="replace")
                 header = next(csv.reader([first])) if first.strip() else []
+                self._has_data = bool(header)
                 self._unreadable(gz, header)
                 return header
             keys: dict[str, None] = {}
+            self._has_data = False
             for i, line in enumerate(f, 1):  # union of the keys of the first objects
                 if i > 1000:
                     break
+                self._has_data = self._has_data or bool(line.strip())
                 try:
                     obj = json.loads(line.removeprefix(BOM) if i == 1 else line)
                 except (ValueError, UnicodeDecodeError):

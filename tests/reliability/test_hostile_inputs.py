@@ -151,3 +151,9 @@ def test_empty_file_and_header_only(tmp_path, tiny_predictor, name, data, out_fm
     s, rows, rej = _label(tmp_path, tiny_predictor, name, data, out_fmt=out_fmt)
     assert s["rows_read"] == 0 and rows == [] and rej == []
     assert (tmp_path / f"{name}.out.{out_fmt}").stat().st_size > 0  # a valid empty file with the output columns
+
+
+def test_a_jsonl_with_no_object_at_all_is_a_clear_error(tmp_path, tiny_predictor):
+    with pytest.raises(LabelError, match="no JSON object"):
+        _label(tmp_path, tiny_predictor, "not_jsonl.jsonl", b"id,text\n1,hello\n")
+    assert not (tmp_path / "not_jsonl.jsonl.out.jsonl").exists()
