@@ -291,10 +291,12 @@ class Source:
                 rec.row = row
                 yield rec
             yield from self._damaged(gz, row)
-        except pa.ArrowInvalid as e:  # only when the very first block cannot be parsed at all
+        except pa.ArrowInvalid as e:  # a block pyarrow cannot parse at all (e.g. one row larger than 4 MB)
             if row == 0 and "skip initial" in str(e):  # a header with no line break after it: no rows
                 return
-            yield Record(row + 1, error=f"unreadable CSV: {e}")
+            self.damage = f"unreadable CSV after row {row}: {e}"
+            yield Record(row + 1, error=f"{TRUNCATED}: unreadable CSV after row {row} ({e}); nothing after it "
+                                        f"could be read")
         finally:
             f.close()
 
