@@ -69,7 +69,8 @@ def main() -> None:
            "--chunk-rows", str(args.chunk_rows), "--no-progress", "--restart"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(work / "label.log", "w+b")  # a file, not a pipe: an undrained pipe would stall the run
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     samples: list[tuple[int, int]] = []  # (rows done, RSS MB)
     done = peak = 0
     while proc.poll() is None:
@@ -82,7 +83,8 @@ def main() -> None:
             samples.append((min(done, args.rows), st["VmRSS"]))
             peak = st.get("VmHWM", 0)
         time.sleep(0.5)
-    err = proc.stderr.read().decode()
+    log.seek(0)
+    err = log.read().decode(errors="replace")
     if proc.returncode:
         sys.exit(f"label failed ({proc.returncode}): {err[-2000:]}")
     seconds = time.monotonic() - t0

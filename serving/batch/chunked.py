@@ -186,6 +186,15 @@ def label_columns(good: dict[str, list], cols: Columns, predictor, pii: Callable
     return out, len(texts) - len(todo)
 
 
+def _warn_multiline(index: int, res: ChunkResult, warned: bool) -> bool:
+    level = logging.DEBUG if warned else logging.WARNING
+    log.log(level, "chunk %d: %d quoted field(s) span lines (rows %s): standard CSV, but an unterminated quote "
+            "swallows the rows after it into one field; check those rows%s", index, res.multiline_fields,
+            ", ".join(map(str, res.multiline_rows)), "" if warned else " (further chunks at DEBUG; totals in the "
+            "summary)")
+    return True
+
+
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
     """Groups of ``size`` records; always at least one (possibly empty) group, so an empty input still gets a file."""
     buf: list[Record] = []
@@ -271,6 +280,7 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
     throttle = float(os.environ.get(THROTTLE_ENV, "0") or 0)
     cache = LabelCache() if opts.dedup else None
     labelled_now = 0
+    multiline_warned = False
     bar = _progress_bar(console, progress)
     t_label = time.monotonic()
     with bar:
@@ -292,10 +302,8 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
             log.debug("chunk %d: %d rows, %d labelled, %d rejected, %d skipped, %d duplicates reused, %.2f s",
                       index, res.rows, res.labelled, res.rejected, res.skipped_not_inbound, res.duplicates_reused,
                       res.seconds)
-            if res.multiline_fields:
-                log.warning("chunk %d: %d quoted field(s) span lines (rows %s): standard CSV, but an unterminated "
-                            "quote swallows the rows after it into one field; check those rows", index,
-                            res.multiline_fields, ", ".join(map(str, res.multiline_rows)))
+            if res.multiline_fields:  # warned once per run (then at DEBUG): a real export can have many
+                multiline_warned = _warn_multiline(index, res, multiline_warned)
             labelled_now += res.labelled
             posts_so_far += res.labelled
             elapsed = max(time.monotonic() - t_label, 1e-9)
@@ -316,6 +324,9 @@ def run_label(opts: LabelOptions, *, predictor=None, model_info: dict | None = N
              "reused, %d quoted field(s) spanning lines", opts.input.name, summary["rows_read"], summary["labelled"],
              summary["rejected"], summary["reject_reasons"], summary["skipped_not_inbound"],
              summary["duplicates_reused"], summary["multiline_fields"])
+    if summary["multiline_fields"]:
+        log.warning("%s: %d quoted field(s) span lines in all, first at rows %s", opts.input.name,
+                    summary["multiline_fields"], ", ".join(map(str, summary["multiline_rows"])))
     if source.damage:
         log.warning("%s ends early or is corrupt (%s): rows after row %d could not be read", opts.input.name,
                     source.damage, summary["rows_read"] - 1)
