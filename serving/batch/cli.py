@@ -29,6 +29,14 @@ def print_summary(summary: dict, console: Console) -> None:
     t.add_row("skipped (not inbound)", f"{summary['skipped_not_inbound']:,}")
     if summary.get("blank_lines"):
         t.add_row("blank lines", f"{summary['blank_lines']:,}")
+    if summary.get("duplicates_reused"):
+        t.add_row("duplicates (labelled once)", f"{summary['duplicates_reused']:,}")
+    if summary.get("multiline_fields"):
+        rows = summary.get("multiline_rows") or []
+        t.add_row("[yellow]quoted fields spanning lines[/]", f"{summary['multiline_fields']:,}"
+                  + (f"  (rows {', '.join(map(str, rows[:10]))}{' …' if len(rows) > 10 else ''})" if rows else ""))
+    if summary.get("input_damaged"):
+        t.add_row("[red]input damaged[/]", "the file ends early or is corrupt: see the rejects file")
     t.add_row("time", f"{summary['seconds']:,.1f} s" + (" (resumed)" if summary["resumed"] else ""))
     t.add_row("posts/s", f"{summary['posts_per_second']:,.0f}")
     t.add_row("rejects file", summary["rejects_file"])
@@ -59,6 +67,7 @@ def register(app: typer.Typer) -> None:
         restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished run's parts and start over.")] = False,
         keep_parts: Annotated[bool, typer.Option("--keep-parts", help="Keep OUTPUT.parts/ after assembling.")] = False,
         threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for the model (default: the runtime's choice).")] = None,
+        dedup: Annotated[bool, typer.Option(help="Label exact-duplicate texts once per run and fan the result out.")] = True,
         engine: Annotated[str, typer.Option(help="'local' (streaming, this process) or 'spark' (mlflow spark_udf).")] = "local",
         spark_master: Annotated[str, typer.Option(help="Spark master for --engine spark.")] = "local[*]",
         progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
@@ -86,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 input=input, output=out, in_format=in_format, out_format=out_format, id_col=id_col, text_col=text_col,
                 time_col=time_col, company_col=company_col, inbound_col=inbound_col, carry=_split(carry), model=model,
                 batch_size=batch_size, chunk_rows=chunk_rows, resume=resume, restart=restart, keep_parts=keep_parts,
-                threads=threads), progress=progress, console=console)
+                threads=threads, dedup=dedup), progress=progress, console=console)
         except LabelError as e:
             console.print(f"[red]error:[/] {e}")
             raise typer.Exit(2)

@@ -1,9 +1,18 @@
 """``frontline label --engine spark``: the same model over Spark, through ``mlflow.pyfunc.spark_udf``.
 
-For exports too big for one machine (or already on a cluster). Same column detection, same output columns as
-the local engine; the differences are Spark's: the output (and ``OUTPUT.rejects``) is a *directory* of part
-files written by Spark, a run is retried by Spark rather than resumed from a manifest, and a CSV's undecodable
-bytes arrive as U+FFFD replacement characters (such rows are rejected as undecodable, as locally).
+For exports too big for one machine (or already on a cluster). Spark reads the file; the *column rules* are
+not re-written in Spark SQL but run on the executors as the very functions the local engine calls
+(:func:`prepare_batches` → ``serving.batch.columns.check_row``, ``serving.batch.formats.parse_json_line``), so
+a row is labelled, rejected or skipped for the same reason, and ``@Café_help`` is the same company, in both.
+
+How each format reaches the rules: JSONL is read as raw lines (``spark.read.text`` cast to bytes) and parsed by
+the local parser, so JSON types survive (a number is not a text); CSV by Spark's multi-line reader with every
+column as a string and malformed rows in ``_corrupt_record`` (undecodable bytes arrive as U+FFFD and are
+rejected as undecodable); Parquet with its own types.
+
+The differences are Spark's: the output (and ``OUTPUT.rejects``) is a *directory* of part files, a run is
+retried by Spark rather than resumed from a manifest, rejects carry no row number, and without an id column
+the output id is empty (the local engine uses the row number).
 
     frontline label export.csv --out labelled.parquet --engine spark --spark-master local[8]
 """
@@ -11,30 +20,78 @@ bytes arrive as U+FFFD replacement characters (such rows are rejected as undecod
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
-from serving.batch.labelling import (
-    _TRUE,
-    CHANNEL_SEP,
-    ExportOptions,
-    LabelError,
-    _atomic_write_text,
-    detect_columns,
-    detect_format,
-    output_schema,
-    side_paths,
-)
+import pyarrow as pa
+
+from serving.batch.chunked import ExportOptions
+from serving.batch.columns import Columns, Undecodable, check_row, output_schema, reason_key
+from serving.batch.errors import LabelError
+from serving.batch.formats import CHANNEL_SEP, EXCERPT_CHARS, Record, Source, detect_format, multiline_fields, \
+    parse_json_line
+from serving.batch.manifest import _atomic_write_text, side_paths
 from training.predict import flat_column_kinds
 from training.schema import SCHEMA
 
-# first @handle that is not all digits (TWCS anonymises customers to numbers): same rule as company_from_text
-_HANDLE_RE = r"@(\d*[A-Za-z_][A-Za-z0-9_]*)"
+log = logging.getLogger("frontline.batch")
+CORRUPT = "_corrupt_record"
 
 
 @dataclass
 class SparkOptions(ExportOptions):
     master: str = "local[*]"
+
+
+def prepared_schema(cols: Columns) -> pa.Schema:
+    """What :func:`prepare_batches` yields: the rule's verdict per row and the output fields of good rows."""
+    names = ["_status", "_reason", "_reason_key", "_excerpt", "id", "text", "created_at", "company", *cols.carry_out]
+    return pa.schema([pa.field(n, pa.string()) for n in names] + [pa.field("_multiline", pa.int32())])
+
+
+def prepare_batches(batches: Iterator[pa.RecordBatch], *, cols: Columns, kind: str) -> Iterator[pa.RecordBatch]:
+    """Runs on the executors (``mapInArrow``): each Spark row → a :class:`Record` → ``check_row``'s verdict.
+
+    ``kind``: ``jsonl`` (a ``line`` bytes column), ``csv`` (string columns + ``_corrupt_record``) or
+    ``parquet`` (typed columns). A blank JSONL line gets status ``blank`` (not a row, as locally).
+    """
+    schema = prepared_schema(cols)
+    needed = cols.needed()
+    for batch in batches:
+        out: dict[str, list] = {n: [] for n in schema.names}
+        if kind == "jsonl":
+            lines = batch.column("line").to_pylist()
+            recs = [None if not line or not line.strip() else parse_json_line(line, None, needed) for line in lines]
+            spans = [0] * len(lines)
+        else:
+            data = {n: batch.column(n).to_pylist() for n in needed}
+            corrupt = batch.column(CORRUPT).to_pylist() if CORRUPT in batch.schema.names else [None] * batch.num_rows
+            spans = (multiline_fields(batch.drop_columns([CORRUPT]) if CORRUPT in batch.schema.names else batch)
+                     if kind == "csv" else [0] * batch.num_rows)  # only a CSV field can span lines unseen
+            recs = []
+            for i in range(batch.num_rows):
+                if corrupt[i] is not None:
+                    recs.append(Record(0, error="malformed CSV row: wrong number of fields",
+                                       excerpt=corrupt[i][:EXCERPT_CHARS]))
+                    continue
+                vals = {n: data[n][i] for n in needed}
+                if kind == "csv":  # Spark decoded the bytes already: a replacement character marks bad ones
+                    vals = {n: Undecodable(v) if isinstance(v, str) and "\ufffd" in v else v for n, v in vals.items()}
+                recs.append(Record(0, vals))
+        for rec, span in zip(recs, spans):
+            if rec is None:
+                row = {"_status": "blank"}
+            else:
+                o = check_row(rec, cols)
+                row = {"_status": o.status, "_reason": o.reason, "_excerpt": o.excerpt,
+                       "_reason_key": reason_key(o.reason) if o.reason else None, "id": o.id, **(o.fields or {})}
+            row["_multiline"] = span
+            for n in schema.names:
+                out[n].append(row.get(n))
+        yield pa.RecordBatch.from_pydict(out, schema=schema)
 
 
 def result_type():
@@ -74,6 +131,21 @@ def get_spark(master: str = "local[*]"):
             .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
 
 
+def _read(spark, path: str, fmt: str, header: list[str], cols: Columns):
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if fmt == "jsonl":
+        return spark.read.text(path).select(F.col("value").cast("binary").alias("line")), "jsonl"
+    if fmt == "csv":
+        schema = T.StructType([T.StructField(h, T.StringType()) for h in header]
+                              + [T.StructField(CORRUPT, T.StringType())])
+        df = (spark.read.schema(schema).option("header", True).option("multiLine", True).option("escape", '"')
+              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).csv(path))
+        return df, "csv"
+    return spark.read.parquet(path).select(*[F.col(f"`{c}`") for c in cols.needed()]), "parquet"
+
+
 def run_spark_label(opts: SparkOptions, spark=None) -> dict:
     """Label with Spark; writes OUTPUT/ (Spark part files), OUTPUT.rejects/ and OUTPUT.summary.json."""
     try:
@@ -85,61 +157,31 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
     started = time.monotonic()
     in_fmt = detect_format(opts.input, opts.in_format)
     out_fmt = detect_format(opts.output, opts.out_format)
+    source = Source(opts.input, in_fmt)  # the header, read on the driver exactly as the local engine reads it
+    header = source.header or ["text"]  # an empty file: an empty output, as the local engine writes
+    cols = opts.columns(header)
     spark = spark or get_spark(opts.master)
-    path = str(opts.input.resolve())
-    if in_fmt == "csv":
-        df = (spark.read.option("header", True).option("multiLine", True).option("escape", '"')
-              .option("mode", "PERMISSIVE").csv(path))
-    elif in_fmt == "jsonl":
-        df = (spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", "_corrupt_record")
-              .json(path))
-    else:
-        df = spark.read.parquet(path)
-    corrupt = "_corrupt_record" in df.columns
-    if corrupt:
-        df = df.cache()  # Spark refuses queries on the corrupt-record column alone without a cache
-    header = [c for c in df.columns if c != "_corrupt_record"]
-    cols = detect_columns(header, id_col=opts.id_col, text_col=opts.text_col, time_col=opts.time_col,
-                          company_col=opts.company_col, inbound_col=opts.inbound_col, carry=opts.carry)
-    rows_read = df.count()
+    df, kind = _read(spark, str(opts.input.resolve()), in_fmt, header, cols)
+    from pyspark.sql.pandas.types import from_arrow_schema
 
-    def s(c):
-        return F.col(f"`{c}`").cast("string")
-
-    text = s(cols.text)
-    ident = s(cols.id) if cols.id else F.lit(None).cast("string")
-    reason = F.when(F.lit(False), F.lit(None))
-    if corrupt:
-        reason = F.when(F.col("_corrupt_record").isNotNull(), F.lit("broken JSON"))
-    reason = (reason.when(text.isNull() | (F.trim(text) == ""), F.lit("empty text"))
-              .when(text.contains("\ufffd"), F.lit("undecodable bytes (not UTF-8)")))
-    inbound_ok = F.lit(True)
-    if cols.inbound:
-        inbound_ok = F.lower(F.trim(s(cols.inbound))).isin(list(_TRUE)) & F.col(f"`{cols.inbound}`").isNotNull()
-    df = df.withColumn("_reason", reason).withColumn("_inbound", inbound_ok)
-    if corrupt:  # a broken line is a reject whatever its (absent) inbound flag says
-        df = df.withColumn("_inbound", F.col("_inbound") | F.col("_corrupt_record").isNotNull())
-    skipped = df.filter(~F.col("_inbound")).count()
-    kept = df.filter(F.col("_inbound"))
-    rejects = kept.filter(F.col("_reason").isNotNull()).select(
-        ident.alias("id"), F.col("_reason").alias("reason"),
-        F.substring(F.coalesce(F.col("_corrupt_record") if corrupt else text, F.lit("")), 1, 300).alias("excerpt"))
-    good = kept.filter(F.col("_reason").isNull())
+    prepared = df.mapInArrow(partial(prepare_batches, cols=cols, kind=kind),
+                             from_arrow_schema(prepared_schema(cols))).cache()
+    stats = prepared.groupBy("_status", "_reason_key").agg(F.count(F.lit(1)).alias("n"),
+                                                           F.sum("_multiline").alias("ml")).collect()
+    count = {}
+    reject_counts: dict[str, int] = {}
+    for r in stats:
+        count[r["_status"]] = count.get(r["_status"], 0) + r["n"]
+        if r["_status"] == "reject":
+            reject_counts[r["_reason_key"]] = r["n"]
+    multiline = sum(r["ml"] or 0 for r in stats)
 
     udf = mlflow.pyfunc.spark_udf(spark, opts.model, result_type=result_type(), env_manager="local")
     pii = F.udf(_pii_flag, T.BooleanType())
-    extra = [ident.alias("id")]
-    if cols.time:
-        extra.append(s(cols.time).alias("created_at"))
-    if cols.company:
-        extra.append(F.coalesce(F.when(F.trim(s(cols.company)) != "", s(cols.company)),
-                                F.when(F.regexp_extract(text, _HANDLE_RE, 1) != "",
-                                       F.regexp_extract(text, _HANDLE_RE, 1))).alias("company"))
-    elif cols.company_from_text:
-        extra.append(F.when(F.regexp_extract(text, _HANDLE_RE, 1) != "",
-                            F.regexp_extract(text, _HANDLE_RE, 1)).alias("company"))
-    extra += [s(c).alias(o) for c, o in zip(cols.carry, cols.carry_out)]
-    pred = good.select(*extra, text.alias("_text")).withColumn("_p", udf(F.struct(F.col("_text").alias("text"))))
+    good = prepared.filter(F.col("_status") == "ok")
+    extra = [F.col(f"`{n}`") for n in cols.output_extra()]
+    pred = good.select(*extra, F.col("text").alias("_text")).withColumn(
+        "_p", udf(F.struct(F.col("_text").alias("text"))))
     pred = pred.withColumn("contains_personal_data", pii(F.col("_text")))
     lang = F.udf(_language, T.StructType([T.StructField("code", T.StringType()),
                                           T.StructField("unsupported", T.BooleanType())]))
@@ -149,11 +191,11 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
                    "review_reasons": F.when(other, F.concat(F.col("_p.review_reasons"), F.array(F.lit("language"))))
                    .otherwise(F.col("_p.review_reasons"))}
     names = output_schema(cols).names
-    out = pred.select(*[F.col(n) if n in cols.output_extra() or n == "contains_personal_data"
+    out = pred.select(*[F.col(f"`{n}`") if n in cols.output_extra() or n == "contains_personal_data"
                         else by_language.get(n, F.col(f"_p.{n}")).alias(n) for n in names])
     if out_fmt == "csv":  # lists (prior_channels, review_reasons) as names joined by '|'
-        for name, kind in flat_column_kinds():
-            if kind == "labels":
+        for name, k in flat_column_kinds():
+            if k == "labels":
                 out = out.withColumn(name, F.concat_ws(CHANNEL_SEP, name))
     target = str(opts.output.resolve())
     writer = out.write.mode("overwrite")
@@ -163,20 +205,26 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
         writer.option("header", True).csv(target)
     else:
         writer.json(target)
-    paths = side_paths(opts.output)
     rejects_dir = opts.output.with_name(opts.output.name + ".rejects")
-    rejects.write.mode("overwrite").json(str(rejects_dir.resolve()))
-    reject_counts = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
-    rejected = sum(reject_counts.values())
-    labelled = rows_read - skipped - rejected
+    (prepared.filter(F.col("_status") == "reject")
+     .select("id", F.col("_reason").alias("reason"), F.col("_excerpt").alias("excerpt"))
+     .write.mode("overwrite").json(str(rejects_dir.resolve())))
+    prepared.unpersist()
+    rejected = count.get("reject", 0)
+    skipped = count.get("skip", 0)
+    labelled = count.get("ok", 0)
     seconds = time.monotonic() - started
     summary = {"engine": "spark", "master": spark.sparkContext.master, "input": str(opts.input),
                "output": str(opts.output), "rejects_dir": str(rejects_dir), "in_format": in_fmt, "out_format": out_fmt,
-               "rows_read": rows_read, "labelled": labelled, "rejected": rejected, "skipped_not_inbound": skipped,
-               "reject_reasons": reject_counts, "seconds": round(seconds, 3),
+               "rows_read": labelled + rejected + skipped, "labelled": labelled, "rejected": rejected,
+               "skipped_not_inbound": skipped, "blank_lines": count.get("blank", 0), "reject_reasons": reject_counts,
+               "multiline_fields": multiline, "seconds": round(seconds, 3),
                "posts_per_second": round(labelled / max(seconds, 1e-9), 1), "model": {"uri": opts.model},
-               "columns": {"id": cols.id, "text": cols.text, "time": cols.time, "company": cols.company or
-                           ("first @handle in the text" if cols.company_from_text else None),
-                           "inbound": cols.inbound, "carry": dict(zip(cols.carry, cols.carry_out))}}
-    _atomic_write_text(paths["summary"], json.dumps(summary, indent=2))
+               "columns": cols.describe()}
+    _atomic_write_text(side_paths(opts.output)["summary"], json.dumps(summary, indent=2))
+    if multiline:
+        log.warning("%d quoted field(s) span lines: standard CSV, but an unterminated quote swallows the rows "
+                    "after it into one field", multiline)
+    log.info("labelled %s with Spark: %d rows read, %d labelled, %d rejected %s, %d skipped (not inbound)",
+             opts.input.name, summary["rows_read"], labelled, rejected, reject_counts, skipped)
     return summary

@@ -74,7 +74,7 @@ def test_jsonl_broken_lines_bad_bytes_and_non_objects(tmp_path, tiny_predictor):
     rejects = read_rejects(out)
     reasons = {r["row"]: r["reason"] for r in rejects}
     assert reasons[3].startswith("broken JSON") and reasons[5].startswith("undecodable bytes")
-    assert reasons[6] == "empty text" and "not an object" in reasons[7]
+    assert reasons[6] == "empty text" and "not a JSON object" in reasons[7]
     assert {r["row"]: r["id"] for r in rejects}[6] == "p-empty"
     assert "unterminated" in next(r["excerpt"] for r in rejects if r["row"] == 3)
     assert s["rows_read"] == 10 and s["labelled"] == 6 and s["rejected"] == 4 and s["blank_lines"] == 1

@@ -103,3 +103,22 @@ def test_resume_refuses_a_changed_input(tmp_path, tiny_predictor):
     with pytest.raises(LabelError, match="different or changed input"):
         run_label(LabelOptions(**opts, resume=True), predictor=tiny_predictor, model_info={"uri": "tiny"},
                   progress=False)
+
+
+def test_a_run_killed_during_assembly_resumes_cleanly(tmp_path, tiny_predictor):
+    """SIGKILL during assembly leaves the parts, the manifest and temporary files next to the output: a resume
+    removes the temporary files and assembles again, without labelling anything."""
+    src, ids = _input(tmp_path, n=30)
+    out = tmp_path / "labelled.csv"
+    opts = dict(input=src, output=out, chunk_rows=10, keep_parts=True)
+    run_label(LabelOptions(**opts), predictor=tiny_predictor, model_info={"uri": "tiny"}, progress=False)
+    first = out.read_bytes()
+    out.unlink()  # as if the kill came before the output was moved in
+    side_paths(out)["summary"].unlink()
+    stale = [tmp_path / ".labelled.csv.tmp-99999", tmp_path / ".labelled.csv.rejects.jsonl.tmp-99999"]
+    for p in stale:
+        p.write_bytes(first[: len(first) // 2])  # half-written
+    s = run_label(LabelOptions(**opts, resume=True), predictor=tiny_predictor, model_info={"uri": "tiny"},
+                  progress=False)
+    assert s["labelled_this_run"] == 0 and s["rows_read"] == 30 and out.read_bytes() == first
+    assert not any(p.exists() for p in stale)
