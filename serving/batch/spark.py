@@ -48,7 +48,8 @@ class SparkOptions(ExportOptions):
 
 def prepared_schema(cols: Columns) -> pa.Schema:
     """What :func:`prepare_batches` yields: the rule's verdict per row and the output fields of good rows."""
-    names = ["_status", "_reason", "_reason_key", "_excerpt", "id", "text", "created_at", "company", *cols.carry_out]
+    names = ["_status", "_reason", "_reason_key", "_excerpt", "id", "text", "created_at", "company"]
+    names += [c for c in cols.carry_out if c not in names]  # a carried `text` is the post's own text column
     return pa.schema([pa.field(n, pa.string()) for n in names] + [pa.field("_multiline", pa.int32())])
 
 
