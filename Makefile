@@ -63,4 +63,5 @@ checklist: install-dev
 bench: install-dev
 	$(BIN)/python bench/network.py $(if $(FP32_BUNDLE),--bundle $(FP32_BUNDLE))
 	$(BIN)/python bench/label.py
+	$(BIN)/python bench/limit.py
 	$(BIN)/python bench/serve.py
