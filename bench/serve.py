@@ -166,7 +166,9 @@ def main() -> None:
     peers = [
         Frontline("frontline", [str(bin_ / "frontline"), "serve", "--host", "127.0.0.1", "--port", "8181",
                                 "--model", args.model],
-                  8181, "/health/ready", {**env, "FRONTLINE_API_KEYS": API_KEY}),
+                  # admission control off: the peer queues every call, and the figures compare the two at the
+                  # same offered load (with the default 1 s deadline, a 64-post call behind another is shed)
+                  8181, "/health/ready", {**env, "FRONTLINE_API_KEYS": API_KEY, "FRONTLINE_QUEUE_DEADLINE_MS": "0"}),
         MlflowServe("mlflow models serve", [str(bin_ / "mlflow"), "models", "serve", "-m", args.model, "--env-manager",
                                             "local", "-h", "127.0.0.1", "-p", "8182", "-w", "1"],
                     8182, "/ping", env),
@@ -197,7 +199,8 @@ def main() -> None:
         lines.append(f"| {label} | {ours[key]:.1f} | {peer[key]:.1f} | {adv:.2f}× | {target} |")
     body = (f"Model `{args.model}`; {args.requests} single-post calls at concurrency 8 (half as many at 1), "
             f"{args.batches} calls of 64 posts at concurrency 2, after 50 warm-up calls; one worker each; "
-            "client and server share the machine.\n\n" + "\n".join(lines))
+            "client and server share the machine; frontline's admission control is off "
+            "(`FRONTLINE_QUEUE_DEADLINE_MS=0`) so both queue every call.\n\n" + "\n".join(lines))
     print(body)
     write_section("Service: frontline vs mlflow models serve", body)
 
