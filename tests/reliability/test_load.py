@@ -14,7 +14,8 @@ import asyncio
 
 import httpx
 
-from tests.reliability.conftest import closed_loop, live_server, open_loop, percentile, posts_from_data
+from tests.reliability.load import closed_loop, open_loop, percentile, posts_from_data
+from tests.reliability.server import live_server
 from tests.serving.api.app_support import metric_value
 
 DEADLINE_MS = 1500  # accepted calls are admitted up to half of it; the rest is room for this shared machine's stalls

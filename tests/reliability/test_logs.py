@@ -14,7 +14,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.reliability.conftest import AUTH, debug_log_config, live_server
+from tests.reliability.server import AUTH, debug_log_config, live_server
 
 OTHER_KEY = "reliability-second-key"
 

@@ -15,7 +15,8 @@ import time
 import httpx
 import pytest
 
-from tests.reliability.conftest import ADMIN, closed_loop, live_server, open_loop, posts_from_data
+from tests.reliability.load import closed_loop, open_loop, posts_from_data
+from tests.reliability.server import ADMIN, live_server
 
 POSTS_PER_CALL = 64  # the model is the bottleneck, not the HTTP layer (see test_load.py)
 SECONDS = 16

@@ -27,11 +27,10 @@ import sys
 
 import pytest
 
-from tests.reliability.server import ROOT, live_server
+from tests.reliability.server import ADMIN_KEY, ROOT, live_server
 
 pytestmark = pytest.mark.reliability
 
-KEY, ADMIN_KEY = "st-key", "st-admin-key"
 EXAMPLES = int(os.environ.get("FRONTLINE_SCHEMATHESIS_EXAMPLES", "100"))
 SEED = os.environ.get("FRONTLINE_SCHEMATHESIS_SEED", "20261202")
 # schemathesis' default for negative_data_rejection, plus 413 (a batch over max_posts)
@@ -40,10 +39,8 @@ REFUSALS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422"
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    log = tmp_path_factory.mktemp("server") / "uvicorn.log"
-    settings = {"api_keys": KEY, "admin_api_keys": ADMIN_KEY, "max_posts": "8", "max_text_chars": "120"}
-    with live_server(tiny_model.tracking_uri, log, settings) as url:
-        yield url, log
+    with live_server(tiny_model, tmp_path_factory.mktemp("server"), max_posts="8", max_text_chars="120") as server:
+        yield server.url, server.log_path
 
 
 def test_schemathesis_finds_no_difference_between_the_openapi_document_and_the_server(server, tmp_path):
