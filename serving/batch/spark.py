@@ -111,11 +111,11 @@ def _pii_flag(text):  # runs on the executors
     return bool(contains_personal_data(text)) if text is not None else False
 
 
-def _language(text):  # runs on the executors: (ISO 639-1 code, unsupported?) by the service's rule
-    from serving.language import detect
+def _language(text, needs_review, review_reasons):  # runs on the executors: serving.language.apply, as the service
+    from serving.language import apply, detect
 
-    lang = detect(text or "")
-    return lang.code, lang.unsupported
+    r = apply({"needs_review": needs_review, "review_reasons": list(review_reasons or [])}, detect(text or ""))
+    return r["language"], r["needs_review"], r["review_reasons"]
 
 
 def get_spark(master: str = "local[*]"):
@@ -184,13 +184,11 @@ def run_spark_label(opts: SparkOptions, spark=None) -> dict:
     pred = good.select(*extra, F.col("text").alias("_text")).withColumn(
         "_p", udf(F.struct(F.col("_text").alias("text"))))
     pred = pred.withColumn("contains_personal_data", pii(F.col("_text")))
-    lang = F.udf(_language, T.StructType([T.StructField("code", T.StringType()),
-                                          T.StructField("unsupported", T.BooleanType())]))
-    pred = pred.withColumn("_lang", lang(F.col("_text")))
-    other = F.col("_lang.unsupported")  # serving.language: `language` is the last review reason
-    by_language = {"language": F.col("_lang.code"), "needs_review": F.col("_p.needs_review") | other,
-                   "review_reasons": F.when(other, F.concat(F.col("_p.review_reasons"), F.array(F.lit("language"))))
-                   .otherwise(F.col("_p.review_reasons"))}
+    lang = F.udf(_language, T.StructType([T.StructField("language", T.StringType()),
+                                          T.StructField("needs_review", T.BooleanType()),
+                                          T.StructField("review_reasons", T.ArrayType(T.StringType()))]))
+    pred = pred.withColumn("_lang", lang(F.col("_text"), F.col("_p.needs_review"), F.col("_p.review_reasons")))
+    by_language = {n: F.col(f"_lang.{n}") for n in ("language", "needs_review", "review_reasons")}
     names = output_schema(cols).names
     out = pred.select(*[F.col(f"`{n}`") if n in cols.output_extra() or n == "contains_personal_data"
                         else by_language.get(n, F.col(f"_p.{n}")).alias(n) for n in names])
